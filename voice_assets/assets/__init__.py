@@ -1,0 +1,1 @@
+"""Thin Dagster assets over the domain code; one module per pipeline area."""

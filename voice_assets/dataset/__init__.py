@@ -1,0 +1,1 @@
+"""Domain code (dataset); plain functions, no dagster imports."""

@@ -1,0 +1,48 @@
+"""Errors a user can act on: each names the file or model and the cause."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VoiceAssetsError(Exception):
+    """Base class for errors that carry a user-facing explanation."""
+
+
+class MediaError(VoiceAssetsError):
+    """A media file cannot be used (empty, corrupt, truncated, no audio stream, ...)."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class SubtitleError(VoiceAssetsError):
+    """A subtitle file cannot be parsed."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class PartitionKeyError(VoiceAssetsError):
+    """Two inbox files map to the same episode key, or a key is not usable."""
+
+
+class ModelMissingError(VoiceAssetsError):
+    """A model selected in config is not on this machine."""
+
+    def __init__(self, model: str, looked_in: str | Path, how_to_fetch: str) -> None:
+        self.model = model
+        self.looked_in = str(looked_in)
+        self.how_to_fetch = how_to_fetch
+        super().__init__(
+            f"model '{model}' is not available locally (looked in {self.looked_in}). "
+            f"On a machine with internet access run: {how_to_fetch}"
+        )
+
+
+class ServiceUnavailableError(VoiceAssetsError):
+    """An external service (Label Studio) is down, slow or refuses our credentials."""

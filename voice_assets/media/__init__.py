@@ -1,0 +1,1 @@
+"""Domain code (media); plain functions, no dagster imports."""

@@ -1,0 +1,1 @@
+"""Human review in Label Studio: tasks out, corrections back (no dagster imports here)."""

@@ -1,0 +1,1 @@
+"""Domain code (speech); plain functions, no dagster imports."""

@@ -1,0 +1,1 @@
+"""Domain code (synth); plain functions, no dagster imports."""

@@ -5,15 +5,56 @@ from __future__ import annotations
 import dagster as dg
 
 from voice_assets import assets as assets_package
+from voice_assets.partitions import episodes
 from voice_assets.resources import default_resources
 from voice_assets.sensors import all_sensors
 
 all_assets = dg.load_assets_from_package_module(assets_package)
 all_checks = dg.load_asset_checks_from_package_module(assets_package)
 
+# Review pushes to a Label Studio server, which may not be running: it gets its own job so
+# the episode pipeline never fails for want of a labeling server.
+REVIEW_GROUP = "review"
+
+episode_assets = [
+    key
+    for a in all_assets
+    if isinstance(a, dg.AssetsDefinition) and a.partitions_def == episodes
+    for key in a.keys
+    if a.group_names_by_key.get(key) != REVIEW_GROUP
+]
+series_assets = [
+    key
+    for a in all_assets
+    if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+    for key in a.keys
+]
+
+episode_pipeline = dg.define_asset_job(
+    "episode_pipeline",
+    selection=dg.AssetSelection.assets(*episode_assets),
+    partitions_def=episodes,
+    description="Every per-episode asset, from the inbox file to the dataset clips.",
+)
+series_datasets = dg.define_asset_job(
+    "series_datasets",
+    selection=dg.AssetSelection.assets(*series_assets),
+    description="Cross-episode outputs (splits, exports, cards) rebuilt from all episodes.",
+)
+jobs = [episode_pipeline, series_datasets]
+if any(a.group_names_by_key.get(k) == REVIEW_GROUP for a in all_assets
+       if isinstance(a, dg.AssetsDefinition) for k in a.keys):
+    jobs.append(dg.define_asset_job(
+        "push_review_tasks",
+        selection=dg.AssetSelection.groups(REVIEW_GROUP),
+        partitions_def=episodes,
+        description="Push an episode's pre-annotated review tasks to Label Studio.",
+    ))
+
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
+    jobs=jobs,
     sensors=all_sensors(),
     resources=default_resources(),
 )

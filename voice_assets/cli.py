@@ -1,0 +1,313 @@
+"""`voice-assets`: the headless entry point (ingest, run, status, ui, demo, models, bench).
+
+Runs go into the same Dagster instance the UI shows ($DAGSTER_HOME, by default
+$VOICE_ASSETS_HOME/dagster), so a headless run and the UI see the same history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from voice_assets.errors import VoiceAssetsError
+from voice_assets.paths import Layout
+
+
+def _layout() -> Layout:
+    return Layout.from_env()
+
+
+def _instance():  # -> dg.DagsterInstance, imported lazily: dagster is slow to import
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(_layout().dagster_home)
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
+
+
+def _fail(exc: Exception) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="voice-assets")
+def main() -> None:
+    """Turn the episodes of a series into per-character voice datasets."""
+
+
+# --------------------------------------------------------------------------- ingest
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--series", help="Series name (default: each file's parent folder name).")
+def ingest(paths: Sequence[Path], series: str | None) -> None:
+    """Copy episode files (and same-stem subtitles) into the inbox and register them."""
+    from voice_assets import inbox
+
+    layout = _layout()
+    try:
+        added = inbox.ingest_files(list(paths), layout.inbox, series=series)
+    except VoiceAssetsError as exc:
+        _fail(exc)
+    instance = _instance()
+    from voice_assets.partitions import episodes
+
+    keys = [item.key for item in added]
+    new = [k for k in keys if not instance.has_dynamic_partition(episodes.name, k)]
+    if new:
+        instance.add_dynamic_partitions(episodes.name, new)
+    for item in added:
+        subs = f" + {item.subtitle.name}" if item.subtitle else ""
+        click.echo(f"{item.key}\t{item.media}{subs}")
+
+
+# --------------------------------------------------------------------------- run
+def _resolve_selection(names: str | None):
+    """'a,b+' -> asset keys; a trailing '+' adds everything downstream of that asset."""
+    import dagster as dg
+
+    from voice_assets.definitions import defs
+
+    if not names:
+        return None
+    graph = defs.resolve_asset_graph()
+    keys: set[dg.AssetKey] = set()
+    for raw in names.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        downstream = name.endswith("+")
+        key = dg.AssetKey(name.rstrip("+"))
+        if key not in graph.get_all_asset_keys():
+            raise click.BadParameter(f"unknown asset '{key.to_user_string()}'", param_hint="--select")
+        sel = dg.AssetSelection.assets(key)
+        keys |= set((sel.downstream() if downstream else sel).resolve(graph))
+    return keys
+
+
+def run_pipeline(episodes_to_run: Sequence[str], select: str | None = None,
+                 series_outputs: bool = True) -> bool:
+    """Materialize the selected assets for each episode, then the cross-episode outputs."""
+    from tqdm import tqdm
+
+    from voice_assets.definitions import defs, episode_assets, series_assets
+    from voice_assets.partitions import episodes
+
+    instance = _instance()
+    selected = _resolve_selection(select)
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    ok = True
+    missing = [k for k in episodes_to_run if not instance.has_dynamic_partition(episodes.name, k)]
+    if missing:
+        instance.add_dynamic_partitions(episodes.name, missing)
+
+    per_episode = [k for k in episode_assets if selected is None or k in selected]
+    if per_episode:
+        job = defs.get_job_def("episode_pipeline")
+        for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, asset_selection=per_episode,
+                raise_on_error=False, run_config=quiet, tags={"voice_assets/source": "cli"},
+            )
+            if not result.success:
+                ok = False
+                click.secho(f"{key}: run {result.run_id} failed", fg="red", err=True)
+    cross = [k for k in series_assets if selected is None or k in selected]
+    if cross and series_outputs and ok:
+        result = defs.get_job_def("series_datasets").execute_in_process(
+            instance=instance, asset_selection=cross, raise_on_error=False, run_config=quiet,
+        )
+        ok = ok and result.success
+    return ok
+
+
+@main.command()
+@click.option("--episode", "episode_keys", multiple=True, help="Episode key (repeatable).")
+@click.option("--all", "all_episodes", is_flag=True, help="Every known episode.")
+@click.option("--select", help="Comma-separated asset names; 'name+' adds its downstream.")
+def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None) -> None:
+    """Materialize assets headless, into the instance the UI shows."""
+    from voice_assets.partitions import episodes
+
+    instance = _instance()
+    known = instance.get_dynamic_partitions(episodes.name)
+    if all_episodes:
+        keys = list(known)
+    elif episode_keys:
+        unknown = [k for k in episode_keys if k not in known]
+        if unknown:
+            raise click.BadParameter(
+                f"unknown episode(s) {', '.join(unknown)}; known: {', '.join(known) or 'none'}",
+                param_hint="--episode",
+            )
+        keys = list(episode_keys)
+    else:
+        raise click.UsageError("give --episode KEY (repeatable) or --all")
+    if not keys:
+        click.echo("no episodes yet: drop files into the inbox or use `voice-assets ingest`")
+        return
+    if not run_pipeline(keys, select):
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- status
+@main.command()
+def status() -> None:
+    """Which assets are materialized for which episode (a table)."""
+    from voice_assets.definitions import episode_assets, series_assets
+    from voice_assets.partitions import episodes
+
+    instance = _instance()
+    keys = instance.get_dynamic_partitions(episodes.name)
+    if not keys:
+        click.echo("no episodes yet")
+        return
+    done = {a: instance.get_materialized_partitions(a) for a in episode_assets}
+    names = [a.to_user_string() for a in episode_assets]
+    width = max(len("episode"), *(len(k) for k in keys))
+    click.echo("episode".ljust(width) + "  " + "  ".join(names))
+    for key in keys:
+        cells = ["x".center(len(n)) if key in done[a] else ".".center(len(n))
+                 for a, n in zip(episode_assets, names, strict=True)]
+        click.echo(key.ljust(width) + "  " + "  ".join(cells))
+    for asset in series_assets:
+        event = instance.get_latest_materialization_event(asset)
+        when = "never" if event is None else f"run {event.run_id[:8]}"
+        click.echo(f"{asset.to_user_string()}: {when}")
+
+
+# --------------------------------------------------------------------------- ui
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start the Dagster UI on 127.0.0.1 with this project's instance."""
+    _instance()
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-m", "voice_assets.definitions",
+                       "-h", "127.0.0.1", "-p", str(port)])
+
+
+# --------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--series", default="demo", show_default=True)
+@click.option("--episodes", "n_episodes", default=1, show_default=True,
+              help="How many demo episodes to generate.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-run", is_flag=True, help="Only generate the episode files.")
+def demo(series: str, n_episodes: int, seed: int, no_run: bool) -> None:
+    """Generate demo episodes into the inbox and materialize everything for them."""
+    from voice_assets import synth
+    from voice_assets.partitions import episode_key
+
+    layout = _layout()
+    keys = []
+    for i in range(n_episodes):
+        ep = synth.demo_episode(layout.inbox, series=series, seed=seed + i, index=i + 1)
+        keys.append(episode_key(series, Path(ep.video).stem))
+        click.echo(f"generated {ep.video}")
+    if no_run:
+        return
+    if not run_pipeline(keys):
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- models
+@main.group()
+def models() -> None:
+    """Where each model comes from, whether it is here, and how to fetch it."""
+
+
+@models.command("list")
+def models_list() -> None:
+    from voice_assets import models as catalog
+
+    layout = _layout()
+    for spec in sorted(catalog.CATALOG.values(), key=lambda s: (s.stage, s.name)):
+        present = spec.is_present(layout)
+        origin = "package" if spec.embedded else "models dir"
+        state = "present" if present else "MISSING"
+        click.echo(f"{spec.stage:<14} {spec.name:<30} {origin:<10} {state:<8} {spec.description}")
+        if not present:
+            click.echo(f"{'':<14} fetch with: {spec.pull}")
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+def models_verify(names: tuple[str, ...]) -> None:
+    """Exit non-zero when a named (default: every embedded) model is missing."""
+    from voice_assets import models as catalog
+
+    layout = _layout()
+    specs = [catalog.get(n) for n in names] if names else [
+        s for s in catalog.CATALOG.values() if s.embedded]
+    bad = 0
+    for spec in specs:
+        try:
+            path = spec.require(layout)
+            click.echo(f"ok       {spec.name}  {path}")
+        except VoiceAssetsError as exc:
+            bad += 1
+            click.secho(f"missing  {exc}", fg="red")
+    sys.exit(1 if bad else 0)
+
+
+@models.command("pull")
+@click.argument("names", nargs=-1, required=True)
+def models_pull(names: tuple[str, ...]) -> None:
+    """Download heavy models into the models dir (run on a machine with internet access)."""
+    from voice_assets import models as catalog
+
+    layout = _layout()
+    for name in names:
+        spec = catalog.get(name)
+        if spec.embedded:
+            click.echo(f"{name}: ships inside a Python package; nothing to pull")
+            continue
+        click.echo(f"{name}: fetching {spec.source} -> {spec.path(layout)}")
+        catalog.pull(spec, layout)
+
+
+# --------------------------------------------------------------------------- bench
+@main.command()
+@click.argument("episode", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench(episode: str | None, as_json: bool) -> None:
+    """Real-time factor and peak memory per stage (default: the demo episode)."""
+    from voice_assets import bench as benchmark
+    from voice_assets import inbox, synth
+
+    layout = _layout()
+    if episode:
+        source = inbox.resolve_episode(layout.inbox, episode)
+        media, subtitles = source.media, source.subtitle
+    else:
+        ep = synth.demo_episode(layout.home / "bench", series="demo", seed=0, index=1)
+        media, subtitles = Path(ep.video), Path(ep.subtitles)
+    report = benchmark.run_benchmark(media, subtitles)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else benchmark.format_table(report))
+
+
+def _attach_optional_groups() -> None:
+    try:
+        from voice_assets.cli_labelstudio import labelstudio
+    except ImportError:  # the review loop is optional at import time
+        return
+    main.add_command(labelstudio)
+
+
+_attach_optional_groups()
+
+if __name__ == "__main__":
+    main()

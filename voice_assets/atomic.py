@@ -13,19 +13,29 @@ import numpy as np
 import soundfile as sf
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside ``target``; rename it over ``target`` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes) or ".tmp",
+        prefix=f".{target.name}.",
+        suffix=suffix or "".join(target.suffixes) or ".tmp",
         dir=target.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; give the artifact the permissions a plain open() would.
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -37,6 +47,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         old = None
@@ -61,7 +72,9 @@ def write_text(target: str | Path, text: str) -> Path:
     return write_bytes(target, text.encode("utf-8"))
 
 
-def write_wav(target: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+def write_wav(
+    target: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16"
+) -> Path:
     """Write float samples in [-1, 1] (frames x channels or mono) as a WAV, atomically."""
     with atomic_path(target, suffix=".wav") as tmp:
         sf.write(tmp, np.asarray(samples), sample_rate, subtype=subtype, format="WAV")

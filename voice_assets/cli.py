@@ -70,7 +70,7 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
         instance.add_dynamic_partitions(episodes.name, new)
     for item in added:
         subs = f" + {item.subtitle.name}" if item.subtitle else ""
-        click.echo(f"{item.key}\t{item.media}{subs}")
+        click.echo(f"{item.key}\t{item.path}{subs}")
 
 
 # --------------------------------------------------------------------------- run
@@ -91,14 +91,17 @@ def _resolve_selection(names: str | None):
         downstream = name.endswith("+")
         key = dg.AssetKey(name.rstrip("+"))
         if key not in graph.get_all_asset_keys():
-            raise click.BadParameter(f"unknown asset '{key.to_user_string()}'", param_hint="--select")
+            raise click.BadParameter(
+                f"unknown asset '{key.to_user_string()}'", param_hint="--select"
+            )
         sel = dg.AssetSelection.assets(key)
         keys |= set((sel.downstream() if downstream else sel).resolve(graph))
     return keys
 
 
-def run_pipeline(episodes_to_run: Sequence[str], select: str | None = None,
-                 series_outputs: bool = True) -> bool:
+def run_pipeline(
+    episodes_to_run: Sequence[str], select: str | None = None, series_outputs: bool = True
+) -> bool:
     """Materialize the selected assets for each episode, then the cross-episode outputs."""
     from tqdm import tqdm
 
@@ -118,8 +121,12 @@ def run_pipeline(episodes_to_run: Sequence[str], select: str | None = None,
         job = defs.get_job_def("episode_pipeline")
         for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
             result = job.execute_in_process(
-                partition_key=key, instance=instance, asset_selection=per_episode,
-                raise_on_error=False, run_config=quiet, tags={"voice_assets/source": "cli"},
+                partition_key=key,
+                instance=instance,
+                asset_selection=per_episode,
+                raise_on_error=False,
+                run_config=quiet,
+                tags={"voice_assets/source": "cli"},
             )
             if not result.success:
                 ok = False
@@ -127,7 +134,10 @@ def run_pipeline(episodes_to_run: Sequence[str], select: str | None = None,
     cross = [k for k in series_assets if selected is None or k in selected]
     if cross and series_outputs and ok:
         result = defs.get_job_def("series_datasets").execute_in_process(
-            instance=instance, asset_selection=cross, raise_on_error=False, run_config=quiet,
+            instance=instance,
+            asset_selection=cross,
+            raise_on_error=False,
+            run_config=quiet,
         )
         ok = ok and result.success
     return ok
@@ -179,8 +189,10 @@ def status() -> None:
     width = max(len("episode"), *(len(k) for k in keys))
     click.echo("episode".ljust(width) + "  " + "  ".join(names))
     for key in keys:
-        cells = ["x".center(len(n)) if key in done[a] else ".".center(len(n))
-                 for a, n in zip(episode_assets, names, strict=True)]
+        cells = [
+            "x".center(len(n)) if key in done[a] else ".".center(len(n))
+            for a, n in zip(episode_assets, names, strict=True)
+        ]
         click.echo(key.ljust(width) + "  " + "  ".join(cells))
     for asset in series_assets:
         event = instance.get_latest_materialization_event(asset)
@@ -195,15 +207,22 @@ def ui(port: int) -> None:
     """Start the Dagster UI on 127.0.0.1 with this project's instance."""
     _instance()
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-m", "voice_assets.definitions",
-                       "-h", "127.0.0.1", "-p", str(port)])
+    os.execv(
+        dagster,
+        [dagster, "dev", "-m", "voice_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+    )
 
 
 # --------------------------------------------------------------------------- demo
 @main.command()
 @click.option("--series", default="demo", show_default=True)
-@click.option("--episodes", "n_episodes", default=1, show_default=True,
-              help="How many demo episodes to generate.")
+@click.option(
+    "--episodes",
+    "n_episodes",
+    default=1,
+    show_default=True,
+    help="How many demo episodes to generate.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-run", is_flag=True, help="Only generate the episode files.")
 def demo(series: str, n_episodes: int, seed: int, no_run: bool) -> None:
@@ -250,8 +269,11 @@ def models_verify(names: tuple[str, ...]) -> None:
     from voice_assets import models as catalog
 
     layout = _layout()
-    specs = [catalog.get(n) for n in names] if names else [
-        s for s in catalog.CATALOG.values() if s.embedded]
+    specs = (
+        [catalog.get(n) for n in names]
+        if names
+        else [s for s in catalog.CATALOG.values() if s.embedded]
+    )
     bad = 0
     for spec in specs:
         try:
@@ -291,12 +313,14 @@ def bench(episode: str | None, as_json: bool) -> None:
     layout = _layout()
     if episode:
         source = inbox.resolve_episode(layout.inbox, episode)
-        media, subtitles = source.media, source.subtitle
+        media, subtitles = source.path, source.subtitle
     else:
         ep = synth.demo_episode(layout.home / "bench", series="demo", seed=0, index=1)
         media, subtitles = Path(ep.video), Path(ep.subtitles)
     report = benchmark.run_benchmark(media, subtitles)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else benchmark.format_table(report))
+    click.echo(
+        json.dumps(report.to_dict(), indent=2) if as_json else benchmark.format_table(report)
+    )
 
 
 def _attach_optional_groups() -> None:

@@ -32,7 +32,9 @@ class Layout:
 
     @property
     def database(self) -> Path:
-        return self.home / "voice_assets.duckdb"
+        # Not "voice_assets.duckdb": DuckDB names the catalog after the file, which would
+        # clash with the schema "voice_assets".
+        return self.home / "tables.duckdb"
 
     @property
     def models(self) -> Path:

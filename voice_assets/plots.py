@@ -46,7 +46,9 @@ def spectrogram_png(samples: np.ndarray, sample_rate: int, title: str = "") -> b
     return _png(fig)
 
 
-def timeline_png(turns: Sequence[tuple[float, float, str]], duration: float, title: str = "") -> bytes:
+def timeline_png(
+    turns: Sequence[tuple[float, float, str]], duration: float, title: str = ""
+) -> bytes:
     """One row per label, a bar per (start, end, label) turn."""
     labels = sorted({label for _, _, label in turns})
     fig, ax = plt.subplots(figsize=(10, 0.5 + 0.4 * max(1, len(labels))))

@@ -13,7 +13,9 @@ def silent(_stage: str, _done: int, _total: int) -> None:
     return None
 
 
-def logging_progress(logger: logging.Logger | logging.LoggerAdapter, every_pct: int = 10) -> Progress:
+def logging_progress(
+    logger: logging.Logger | logging.LoggerAdapter, every_pct: int = 10
+) -> Progress:
     """Log '<stage>: done/total (pct%)' each time another `every_pct` percent is done."""
     last: dict[str, int] = {}
 

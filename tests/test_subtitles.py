@@ -1,0 +1,221 @@
+"""Sidecar subtitles: formats, names, tag stripping, encodings, and broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voice_assets.errors import SubtitleError
+from voice_assets.media.subtitles import (
+    decode_subtitle_bytes,
+    join_lines,
+    parse_subtitles,
+    split_speaker,
+)
+from voice_assets.media.tables import EPISODE_SUBTITLES_SCHEMA, subtitles_table
+
+STYLES = (
+    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
+    "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
+    "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
+    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
+    "1,2,2,2,10,10,10,1\n"
+    "Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
+    "1,2,2,8,10,10,10,1\n"
+)
+
+ASS = r"""[Script Info]
+ScriptType: v4.00+
+PlayResX: 1920
+
+[V4+ Styles]
+@STYLES@
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:01.00,0:00:02.50,Default,春香,0,0,0,,{\i1}おはよう{\i0}\Nございます
+Comment: 0,0:00:03.00,0:00:04.00,Default,Taro,0,0,0,,a translator's note
+Dialogue: 0,0:00:05.00,0:00:06.25,Default,Taro,0,0,0,,{\fad(200,200)}Good morning,\Nyou two!
+Dialogue: 0,0:00:07.00,0:00:08.00,Sign,,0,0,0,Banner;12,{\pos(960,80)}SCHOOL\hFESTIVAL
+Dialogue: 0,0:00:09.00,0:00:10.00,Default,,0,0,0,,{\p1}m 0 0 l 100 0 100 100{\p0}
+""".replace("@STYLES@\n", STYLES)
+
+SRT = """1
+00:00:01,000 --> 00:00:02,500
+春香：おはようございます。
+今日はいい天気ですね。
+
+2
+00:00:03,000 --> 00:00:04,000
+<i>Hello</i> <font color="#ff0000">there</font>,
+second line
+
+3
+00:00:05,000 --> 00:00:06,000
+JOHN: Fish &amp; chips.
+
+"""
+
+VTT = """WEBVTT
+
+00:01.000 --> 00:02.000
+<v Roger Bingham>We are in New York City
+
+00:00:03.000 --> 00:00:04.500 align:start
+Fish &amp; chips
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_ass_names_styles_effects_and_tags(tmp_path: Path) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.ass", ASS))
+    assert subs.format == "ass"
+    rows = [(ln.line, ln.start, ln.end, ln.text, ln.name, ln.style, ln.effect) for ln in subs.lines]
+    assert rows == [  # the CJK line break joins without a space, the English one with one
+        (0, 1.0, 2.5, "おはようございます", "春香", "Default", None),
+        (1, 5.0, 6.25, "Good morning, you two!", "Taro", "Default", None),
+        (2, 7.0, 8.0, "SCHOOL FESTIVAL", None, "Sign", "Banner;12"),
+    ]
+    assert subs.skipped == 2  # the comment and the vector drawing
+
+
+def test_srt_speaker_prefix_tags_and_entities(tmp_path: Path) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", SRT))
+    assert [(ln.text, ln.name, ln.style) for ln in subs.lines] == [
+        ("おはようございます。今日はいい天気ですね。", "春香", None),
+        ("Hello there, second line", None, None),
+        ("Fish & chips.", "JOHN", None),
+    ]
+    assert [ln.line for ln in subs.lines] == [0, 1, 2]
+
+
+def test_vtt_voice_tags_become_names(tmp_path: Path) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.vtt", VTT))
+    assert [(ln.start, ln.end, ln.text, ln.name) for ln in subs.lines] == [
+        (1.0, 2.0, "We are in New York City", "Roger Bingham"),
+        (3.0, 4.5, "Fish & chips", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [
+        ("utf-8", "utf_8"),
+        ("utf-8-sig", "utf_8 (BOM)"),
+        ("utf-16", "utf_16_le (BOM)"),  # Python writes a little-endian BOM
+        ("utf-16-be-bom", "utf_16_be (BOM)"),
+        ("cp932", "cp932"),  # Shift-JIS as Windows writes it
+        ("shift_jis", "cp932"),
+    ],
+)
+def test_japanese_srt_in_every_encoding(tmp_path: Path, encoding: str, expected: str) -> None:
+    if encoding == "utf-16-be-bom":
+        data = "\ufeff".encode("utf-16-be") + SRT.encode("utf-16-be")
+    else:
+        data = SRT.encode(encoding)
+    path = tmp_path / "ep.srt"
+    path.write_bytes(data)
+    subs = parse_subtitles(path)
+    assert subs.encoding == expected
+    assert subs.lines[0].text == "おはようございます。今日はいい天気ですね。"
+    assert subs.lines[0].name == "春香"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("小明：早上好。今天天气很好，我们去散步吧。", "gb18030"),
+        ("小明：早安。今天天氣很好，我們去散步吧。", "big5"),
+        ("Zoé: Ça va très bien, merci. Où est le café ?", "cp1252"),
+        ("Jürgen: Grüß dich, schönes Wetter heute.", "cp1252"),
+    ],
+)
+def test_other_legacy_encodings(tmp_path: Path, text: str, encoding: str) -> None:
+    srt = f"1\n00:00:01,000 --> 00:00:02,000\n{text}\n\n"
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", srt, encoding))
+    assert subs.encoding == encoding
+    name, body = text.split(": ", 1) if ": " in text else text.split("：", 1)
+    assert (subs.lines[0].name, subs.lines[0].text) == (name, body)
+
+
+def test_japanese_ass_header_heavy_file_in_shift_jis(tmp_path: Path) -> None:
+    """Mostly ASCII (the ASS header) with a few Japanese characters: the hard case."""
+    subs = parse_subtitles(_write(tmp_path, "ep.ass", ASS, "cp932"))
+    assert subs.encoding == "cp932"
+    assert subs.lines[0].name == "春香" and subs.lines[0].text == "おはようございます"
+
+
+def test_forced_encoding(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ep.srt", SRT, "cp932")
+    assert parse_subtitles(path, encoding="cp932").lines[0].name == "春香"
+    with pytest.raises(SubtitleError, match="cannot decode as utf-8") as err:
+        parse_subtitles(path, encoding="utf-8")
+    assert str(path) in str(err.value)
+
+
+def test_bomless_utf16_is_recognised(tmp_path: Path) -> None:
+    text, enc = decode_subtitle_bytes(SRT.encode("utf-16-le"), tmp_path / "x.srt")
+    assert (text, enc) == (SRT, "utf_16_le")
+
+
+def test_broken_srt_timestamp_names_file_and_line(tmp_path: Path) -> None:
+    broken = SRT.replace("00:00:03,000 --> 00:00:04,000", "00:00:0x,000 --> 00:00:04,000")
+    path = _write(tmp_path, "ep.srt", broken)
+    with pytest.raises(SubtitleError, match=r"broken timestamp on line 7: '00:00:0x,000") as err:
+        parse_subtitles(path)
+    assert str(path) in str(err.value)
+
+
+def test_broken_ass_timestamp_names_file_and_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ep.ass", ASS.replace("0:00:06.25", "0:00:0x.25"))
+    with pytest.raises(SubtitleError, match=r"0:00:0x\.25.*line 14") as err:
+        parse_subtitles(path)
+    assert str(path) in str(err.value)
+
+
+def test_cue_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ep.srt", "1\n00:00:05,000 --> 00:00:04,000\nBackwards\n\n")
+    with pytest.raises(SubtitleError, match="ends before it starts") as err:
+        parse_subtitles(path)
+    assert str(path) in str(err.value)
+
+
+def test_not_a_subtitle_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ep.srt", "just some words\nand nothing else\n")
+    with pytest.raises(SubtitleError, match="no subtitle events") as err:
+        parse_subtitles(path)
+    assert str(path) in str(err.value)
+
+
+def test_empty_subtitle_file_gives_empty_table(tmp_path: Path) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", ""))
+    df = subtitles_table("show__ep", subs)
+    assert df.height == 0 and dict(df.schema) == EPISODE_SUBTITLES_SCHEMA
+    none = subtitles_table("show__ep", None)
+    assert none.height == 0 and dict(none.schema) == EPISODE_SUBTITLES_SCHEMA
+
+
+def test_subtitles_table_rows(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ep.ass", ASS)
+    df = subtitles_table("show__ep", parse_subtitles(path))
+    assert df["episode"].unique().to_list() == ["show__ep"]
+    assert df["line"].to_list() == [0, 1, 2]
+    assert df["source_path"].unique().to_list() == [str(path)]
+    assert df["name"].to_list() == ["春香", "Taro", None]
+
+
+def test_join_lines_and_split_speaker() -> None:
+    assert join_lines("おはよう\nございます") == "おはようございます"
+    assert join_lines("Good morning,\nyou two!") == "Good morning, you two!"
+    assert join_lines("はい\nOK") == "はい OK"
+    assert split_speaker("HARUKA: Hello") == ("HARUKA", "Hello")
+    assert split_speaker("春香：はい") == ("春香", "はい")
+    assert split_speaker("At 10:30 we leave") == (None, "At 10:30 we leave")
+    assert split_speaker("Wait, what: really?") == (None, "Wait, what: really?")
+    assert split_speaker("So this is how it ends then: badly")[0] is None  # too many words

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from voice_assets.cli_labelstudio import labelstudio
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.paths import Layout
 
@@ -257,7 +258,7 @@ def models_list() -> None:
         present = spec.is_present(layout)
         origin = "package" if spec.embedded else "models dir"
         state = "present" if present else "MISSING"
-        click.echo(f"{spec.stage:<14} {spec.name:<30} {origin:<10} {state:<8} {spec.description}")
+        click.echo(f"{spec.stage:<14} {spec.name:<34} {origin:<10} {state:<8} {spec.description}")
         if not present:
             click.echo(f"{'':<14} fetch with: {spec.pull}")
 
@@ -323,15 +324,7 @@ def bench(episode: str | None, as_json: bool) -> None:
     )
 
 
-def _attach_optional_groups() -> None:
-    try:
-        from voice_assets.cli_labelstudio import labelstudio
-    except ImportError:  # the review loop is optional at import time
-        return
-    main.add_command(labelstudio)
-
-
-_attach_optional_groups()
+main.add_command(labelstudio)
 
 if __name__ == "__main__":
     main()

@@ -175,30 +175,35 @@ def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None) -
 
 # --------------------------------------------------------------------------- status
 @main.command()
-def status() -> None:
-    """Which assets are materialized for which episode (a table)."""
-    from voice_assets.definitions import episode_assets, series_assets
+@click.option("--wide", is_flag=True, help="One column per episode even for many episodes.")
+def status(wide: bool) -> None:
+    """Which assets are materialized for which episode (assets in pipeline order)."""
+    from voice_assets.definitions import defs, episode_assets, series_assets
     from voice_assets.partitions import episodes
 
     instance = _instance()
     keys = instance.get_dynamic_partitions(episodes.name)
     if not keys:
-        click.echo("no episodes yet")
+        click.echo("no episodes yet: drop files into the inbox or run `voice-assets ingest`")
         return
-    done = {a: instance.get_materialized_partitions(a) for a in episode_assets}
-    names = [a.to_user_string() for a in episode_assets]
-    width = max(len("episode"), *(len(k) for k in keys))
-    click.echo("episode".ljust(width) + "  " + "  ".join(names))
-    for key in keys:
-        cells = [
-            "x".center(len(n)) if key in done[a] else ".".center(len(n))
-            for a, n in zip(episode_assets, names, strict=True)
-        ]
-        click.echo(key.ljust(width) + "  " + "  ".join(cells))
-    for asset in series_assets:
+    order = {k: i for i, k in enumerate(defs.resolve_asset_graph().toposorted_asset_keys)}
+    assets = sorted(episode_assets, key=order.__getitem__)
+    width = max(len(a.to_user_string()) for a in [*assets, *series_assets])
+    if len(keys) <= 8 or wide:
+        click.echo("asset".ljust(width) + "  " + "  ".join(keys))
+        for asset in assets:
+            done = instance.get_materialized_partitions(asset)
+            cells = [("x" if k in done else ".").center(len(k)) for k in keys]
+            click.echo(asset.to_user_string().ljust(width) + "  " + "  ".join(cells))
+    else:
+        click.echo(f"{len(keys)} episodes; materialized per asset:")
+        for asset in assets:
+            n = len(instance.get_materialized_partitions(asset) & set(keys))
+            click.echo(f"{asset.to_user_string().ljust(width)}  {n}/{len(keys)}")
+    for asset in sorted(series_assets, key=order.__getitem__):
         event = instance.get_latest_materialization_event(asset)
-        when = "never" if event is None else f"run {event.run_id[:8]}"
-        click.echo(f"{asset.to_user_string()}: {when}")
+        when = "never" if event is None else f"last run {event.run_id[:8]}"
+        click.echo(f"{asset.to_user_string().ljust(width)}  (all episodes) {when}")
 
 
 # --------------------------------------------------------------------------- ui

@@ -39,6 +39,9 @@ class SplitConfig:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     group_by: str = "scene"  # 'scene' | 'episode'
     min_groups_for_holdout: int = 5
+    # A series with fewer groups than this deals every new group to train: holding out one
+    # of two scenes would cost half the voice (hashing starts as the series grows).
+    min_series_groups: int = 3
     dedupe: bool = True
     max_ber: float = 0.25  # fingerprint bit error rate under which two clips are one recording
 
@@ -122,6 +125,9 @@ def assign_splits(clips: pl.DataFrame, ledger: pl.DataFrame | None = None,
     live = kept.filter(~pl.col("id").is_in(list(dups)))
     members = live.group_by("series", "group").agg(pl.col("id")).sort("series", "group")
     inherited: set[tuple[str, str]] = set()
+    series_groups: dict[str, int] = {}
+    for series, _group in {*known, *((s, g) for s, g, _ in members.iter_rows())}:
+        series_groups[series] = series_groups.get(series, 0) + 1
     for series, group, ids in members.iter_rows():
         key = (series, group)
         before = [known_clip[(series, i)] for i in ids if (series, i) in known_clip]
@@ -133,6 +139,10 @@ def assign_splits(clips: pl.DataFrame, ledger: pl.DataFrame | None = None,
             split = max(counts, key=lambda sp: (counts[sp], SPLITS.index(sp)))
             assigned[key] = (split, "inherited")
             inherited.add(key)
+        elif series_groups[series] < config.min_series_groups:
+            # Too few groups to hold any out without losing most of the voice: train, and
+            # remembered there once the series grows (hashing starts with later groups).
+            assigned[key] = ("train", "few_groups")
         else:
             assigned[key] = (hash_split(group_unit(series, group), config.ratios), "hash")
 

@@ -127,3 +127,18 @@ def test_a_scene_whose_first_line_moved_keeps_its_split():
     second, _ = assign_splits(moved, ledger)
     assert split_of(second) == split_of(first)
     assert set(second["split_reason"]) == {"inherited"}
+
+
+def test_a_series_with_too_few_scenes_trains_on_all_of_them():
+    """One or two scenes cannot be split without losing most of the voice: all train, and
+    they stay there as the series grows."""
+    first = make_clips("e1", 1, ["Aki", "Ben"], per_scene=6)
+    splits, ledger = assign_splits(first.drop("fingerprint"))
+    assert set(splits["split"]) == {"train"}
+    assert set(splits["split_reason"]) == {"few_groups"}
+    more = pl.concat([first, *(make_clips(f"e{i}", 6, ["Aki", "Ben"], per_scene=2)
+                               for i in range(2, 12))])
+    grown, _ = assign_splits(more.drop("fingerprint"), ledger)
+    old = grown.filter(pl.col("episode") == first["episode"][0])
+    assert set(old["split"]) == {"train"}
+    assert {"validation", "test"} & set(grown["split"])

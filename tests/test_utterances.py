@@ -1,0 +1,151 @@
+"""Utterance fusion on small hand-made tables: speaker assignment, splits, ids, invariants."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from voice_assets.speech.alignment import ALIGNED_SCHEMA
+from voice_assets.speech.fusion import (
+    UTTERANCE_SCHEMA,
+    fuse_utterances,
+    turn_problems,
+    utterance_id,
+)
+
+EP = "show__ep01"
+
+
+def _words(spec: list[tuple[str, float, float]]) -> list[dict]:
+    return [{"word": w, "start": s, "end": e, "score": 0.9} for w, s, e in spec]
+
+
+def _aligned(lines: list[dict]) -> pl.DataFrame:
+    rows = []
+    for i, ln in enumerate(lines):
+        words = ln.get("words", [])
+        rows.append({
+            "episode": EP, "line": ln.get("line", i),
+            "start": ln.get("start", words[0]["start"] if words else 0.0),
+            "end": ln.get("end", words[-1]["end"] if words else 0.0),
+            "text": ln["text"], "words": words, "text_source": ln.get("text_source", "subtitle"),
+            "kind": ln.get("kind", "dialogue"), "name": ln.get("name"),
+            "drift_s": 0.0, "confidence": ln.get("confidence", 0.8),
+        })
+    return pl.DataFrame(rows, schema=ALIGNED_SCHEMA)
+
+
+def _diar(turns: list[tuple[float, float, str, bool]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"episode": EP, "start": s, "end": e, "speaker": spk, "overlap": ov, "confidence": 0.9}
+         for s, e, spk, ov in turns],
+        schema={"episode": pl.Utf8, "start": pl.Float64, "end": pl.Float64,
+                "speaker": pl.Utf8, "overlap": pl.Boolean, "confidence": pl.Float64})
+
+
+def test_line_spanning_two_speakers_is_split_at_the_speaker_change():
+    words = _words([("Are", 1.0, 1.2), ("you", 1.2, 1.4), ("coming?", 1.4, 1.9),
+                    ("No,", 2.3, 2.6), ("I'm", 2.6, 2.8), ("staying.", 2.8, 3.4)])
+    aligned = _aligned([{"text": "Are you coming? No, I'm staying.", "words": words,
+                         "name": "Aki"}])
+    diar = _diar([(0.9, 2.0, "SPK_00", False), (2.2, 3.5, "SPK_01", False)])
+    out = fuse_utterances(EP, aligned, diar, "en")
+    assert out.columns == list(UTTERANCE_SCHEMA)
+    assert out.get_column("speaker").to_list() == ["SPK_00", "SPK_01"]
+    assert out.get_column("text").to_list() == ["Are you coming?", "No, I'm staying."]
+    assert out.get_column("start").to_list() == [1.0, 2.3]
+    assert out.get_column("end").to_list() == [1.9, 3.4]
+    assert out.get_column("id").to_list() == [f"{EP}_00001000", f"{EP}_00002300"]
+    # Each half keeps only its own words, all inside its turn.
+    assert [len(w) for w in out.get_column("words").to_list()] == [3, 3]
+    assert turn_problems(out, duration=10.0) == {
+        "negative_duration": 0, "outside_episode": 0, "words_outside_turn": 0,
+        "duplicate_ids": 0}
+    assert out.get_column("subtitle_name").to_list() == ["Aki", "Aki"]
+    assert out.get_column("overlap").to_list() == [False, False]
+    assert out.get_column("speaker_confidence").to_list() == pytest.approx([0.9, 0.9])
+    assert out.get_column("language").to_list() == ["en", "en"]
+    for col in ("character", "emotion", "audio_path"):
+        assert out.get_column(col).null_count() == 2
+
+
+def test_one_word_blip_at_a_turn_boundary_stays_with_its_line():
+    # The diarization turn ends 150 ms early: the last word overlaps the next speaker.
+    words = _words([("I", 1.0, 1.1), ("told", 1.1, 1.4), ("you", 1.4, 1.6),
+                    ("already.", 1.62, 2.1)])
+    aligned = _aligned([{"text": "I told you already.", "words": words}])
+    diar = _diar([(0.9, 1.7, "SPK_00", False), (1.7, 3.0, "SPK_01", False)])
+    out = fuse_utterances(EP, aligned, diar)
+    assert out.height == 1
+    assert out.row(0, named=True)["speaker"] == "SPK_00"
+    assert out.row(0, named=True)["text"] == "I told you already."
+
+
+def test_ids_are_stable_across_runs_and_unique_for_simultaneous_starts():
+    a = _aligned([
+        {"text": "Wait!", "words": _words([("Wait!", 5.0, 5.6)])},
+        {"text": "Stop!", "words": _words([("Stop!", 5.0, 5.5)])},
+        {"text": "Later.", "words": _words([("Later.", 61.25, 61.9)])},
+    ])
+    diar = _diar([(4.9, 5.7, "SPK_00", True), (4.9, 5.6, "SPK_01", True),
+                  (61.0, 62.0, "SPK_00", False)])
+    first = fuse_utterances(EP, a, diar)
+    second = fuse_utterances(EP, a.reverse(), diar.reverse())
+    assert first.get_column("id").to_list() == second.get_column("id").to_list()
+    assert first.get_column("id").to_list() == [
+        f"{EP}_00005000", f"{EP}_00005001", f"{EP}_00061250"]
+    assert first.get_column("overlap").to_list() == [True, True, False]
+    assert utterance_id(EP, 3723.4567) == f"{EP}_03723457"
+
+
+def test_songs_signs_and_no_speech_lines_are_not_utterances():
+    a = _aligned([
+        {"text": "Hello there.", "words": _words([("Hello", 1.0, 1.3), ("there.", 1.3, 1.7)])},
+        {"text": "♪ la la ♪", "kind": "song", "start": 2.0, "end": 5.0},
+        {"text": "CAFE", "kind": "sign", "start": 2.0, "end": 4.0},
+        {"text": "Hm.", "kind": "no_speech", "start": 6.0, "end": 6.5},
+    ])
+    out = fuse_utterances(EP, a, _diar([(0.8, 1.9, "SPK_02", False)]))
+    assert out.get_column("text").to_list() == ["Hello there."]
+
+
+def test_without_diarization_or_words_speaker_is_null_and_line_kept_whole():
+    a = _aligned([{"text": "Huh?", "start": 3.0, "end": 3.4, "words": []},
+                  {"text": "so what now", "text_source": "asr",
+                   "words": _words([("so", 4.0, 4.2), ("what", 4.2, 4.5), ("now", 4.5, 4.9)])}])
+    out = fuse_utterances(EP, a, None)
+    assert out.get_column("speaker").to_list() == [None, None]
+    assert out.get_column("text").to_list() == ["Huh?", "so what now"]
+    assert out.get_column("text_source").to_list() == ["subtitle", "asr"]
+    assert out.get_column("text_confidence").to_list() == pytest.approx([0.8, 0.9])
+    assert out.get_column("speaker_confidence").to_list() == [0.0, 0.0]
+
+
+def test_turn_problems_counts_each_broken_invariant():
+    rows = pl.DataFrame([
+        {"id": "a", "start": 1.0, "end": 0.5, "words": []},
+        {"id": "a", "start": 2.0, "end": 99.0,
+         "words": [{"word": "x", "start": 1.0, "end": 1.5, "score": 1.0}]},
+    ])
+    assert turn_problems(rows, duration=50.0) == {
+        "negative_duration": 1, "outside_episode": 1, "words_outside_turn": 1,
+        "duplicate_ids": 1}
+
+
+def test_overlapped_tail_stays_with_its_line_when_a_concurrent_line_explains_the_other_voice():
+    # Joe is finishing "let us go sledding" while Rex already talks; diarization gives the
+    # overlapped stretch to Rex. Rex's own line accounts for that voice: no split.
+    joe = _words([("The", 8.6, 8.8), ("snow", 8.8, 9.2), ("is", 9.2, 9.4), ("here,", 9.4, 9.9),
+                  ("let", 10.0, 10.3), ("us", 10.3, 10.4), ("go", 10.45, 10.7),
+                  ("sledding!", 10.7, 11.8)])
+    rex = _words([("It", 10.3, 10.5), ("rained", 10.5, 11.0), ("on", 11.0, 11.2),
+                  ("my", 11.2, 11.4), ("birthday.", 11.4, 12.6)])
+    a = _aligned([{"text": "The snow is here, let us go sledding!", "words": joe, "name": "Joe"},
+                  {"text": "It rained on my birthday.", "words": rex, "name": "Rex"}])
+    diar = _diar([(8.5, 10.25, "SPK_00", False), (10.25, 10.5, "SPK_00", True),
+                  (10.5, 12.7, "SPK_01", False)])
+    out = fuse_utterances(EP, a, diar)
+    assert out.get_column("text").to_list() == [
+        "The snow is here, let us go sledding!", "It rained on my birthday."]
+    assert out.get_column("speaker").to_list() == ["SPK_00", "SPK_01"]
+    assert out.get_column("overlap").to_list() == [True, True]

@@ -1,0 +1,76 @@
+"""Utterances: aligned text fused with diarization, one row per speaker turn."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.plots import timeline_png
+from voice_assets.resources.storage import StorageResource
+from voice_assets.review.corrections import apply_corrections, load_corrections
+from voice_assets.speech.fusion import fuse_utterances, turn_problems
+
+MIN_SPEECH_S = 5.0
+
+
+@dg.asset(
+    **episode_asset_kwargs,
+    group_name="speech",
+    check_specs=[
+        dg.AssetCheckSpec("utterances_not_empty_where_speech", asset="utterances"),
+        dg.AssetCheckSpec("turns_inside_episode", asset="utterances"),
+        dg.AssetCheckSpec("words_inside_turn", asset="utterances"),
+        dg.AssetCheckSpec("no_negative_durations", asset="utterances"),
+        dg.AssetCheckSpec("utterance_ids_unique", asset="utterances"),
+    ],
+)
+def utterances(context: dg.AssetExecutionContext, storage: StorageResource,
+               aligned_transcript: pl.DataFrame, diarization: pl.DataFrame,
+               episode_audio: pl.DataFrame, transcript: pl.DataFrame) -> Iterator[Any]:
+    """One row per speaker turn: subtitle (or ASR) text, diarization speaker, word times;
+    human corrections from the review loop applied last so a re-run never loses them."""
+    episode = context.partition_key
+    duration = (float(episode_audio.get_column("duration_s")[0])
+                if not episode_audio.is_empty() else None)
+    language = (str(transcript.get_column("language")[0])
+                if not transcript.is_empty() else None)
+    df = fuse_utterances(episode, aligned_transcript, diarization, language)
+
+    # Human corrections: the one place they enter the pipeline.
+    df = apply_corrections(df, load_corrections(storage.layout.database, episode))
+
+    speakers = sorted(s for s in df.get_column("speaker").drop_nulls().unique().to_list())
+    minutes = float((df.get_column("end") - df.get_column("start")).sum() or 0.0) / 60.0
+    turns = [(float(s), float(e), str(spk)) for s, e, spk in
+             df.select("start", "end", "speaker").iter_rows()]
+    meta: dict[str, Any] = {
+        "utterances": len(df), "speakers": len(speakers), "speaker_ids": ", ".join(speakers),
+        "minutes": round(minutes, 2),
+        "overlapping": int(df.get_column("overlap").sum() or 0),
+        "from_subtitles": int((df.get_column("text_source") == "subtitle").sum()),
+        "from_asr": int((df.get_column("text_source") == "asr").sum()),
+        "no_speaker": int(df.get_column("speaker").null_count()),
+    }
+    if turns:
+        meta["timeline"] = png_md(timeline_png(turns, duration or max(e for _, e, _ in turns),
+                                               f"{episode}: utterances by speaker"), "timeline")
+    yield dg.Output(df, metadata=meta)
+
+    speech_s = float((diarization.get_column("end") - diarization.get_column("start")).sum()
+                     or 0.0) if not diarization.is_empty() else 0.0
+    dialogue = int((aligned_transcript.get_column("kind") == "dialogue").sum()) \
+        if not aligned_transcript.is_empty() else 0
+    yield dg.AssetCheckResult(
+        check_name="utterances_not_empty_where_speech",
+        passed=bool(len(df) > 0 or (speech_s < MIN_SPEECH_S and dialogue == 0)),
+        metadata={"diarized_speech_s": speech_s, "dialogue_lines": dialogue,
+                  "utterances": len(df)})
+    problems = turn_problems(df, duration)
+    for name, key in (("turns_inside_episode", "outside_episode"),
+                      ("words_inside_turn", "words_outside_turn"),
+                      ("no_negative_durations", "negative_duration"),
+                      ("utterance_ids_unique", "duplicate_ids")):
+        yield dg.AssetCheckResult(check_name=name, passed=problems[key] == 0,
+                                  metadata={"rows": problems[key], "duration_s": duration or 0.0})

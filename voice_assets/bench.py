@@ -1,0 +1,308 @@
+"""Benchmark the speech pipeline on one episode: wall time, real-time factor, peak memory.
+
+Runs the same domain functions the assets call, in pipeline order (decode audio -> stems ->
+voice activity -> diarization -> transcript -> alignment -> utterances), in this process and
+without Dagster, so the figures are the models' cost and not the orchestrator's.
+
+Peak memory per stage: Linux keeps a per-process resident-set high-water mark (VmHWM in
+/proc/self/status) that writing "5" to /proc/self/clear_refs resets. Resetting it before a
+stage and reading it after gives that stage's own peak, exactly and at no cost, including
+short spikes inside native code (ONNX, CTranslate2, torch) that a sampling thread can miss.
+``ru_maxrss`` cannot be reset: its per-stage deltas are zero for any stage that peaks below an
+earlier one, so it is only the whole-run figure. Where clear_refs is unavailable (not Linux,
+or a locked-down /proc), a thread samples the RSS every 5 ms instead (method 'sampled').
+Models load inside the stage that first needs them: the figures are a cold run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voice_assets.progress import Progress, silent
+
+STAGES = ("decode_audio", "stems", "voice_activity", "diarization", "transcript", "alignment",
+          "utterances")
+
+
+# --- memory measurement -----------------------------------------------------------------------
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return _status_kb("VmHWM") is not None
+
+
+def _rss_kb() -> int:
+    kb = _status_kb("VmRSS")
+    if kb is not None:
+        return kb
+    # No /proc: the best portable figure is the lifetime maximum.
+    scale = 1 if sys.platform != "darwin" else 1 / 1024  # macOS reports bytes
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+@dataclass
+class _Peak:
+    method: str = ""
+    peak_kb: int = 0
+
+
+@contextmanager
+def peak_rss() -> Iterator[_Peak]:
+    """Measure the peak resident set size of this process while the block runs."""
+    out = _Peak()
+    if _reset_hwm():
+        out.method = "vmhwm"
+        try:
+            yield out
+        finally:
+            out.peak_kb = _status_kb("VmHWM") or 0
+        return
+    out.method = "sampled"
+    stop = threading.Event()
+    peak = [_rss_kb()]
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _rss_kb())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out.peak_kb = max(peak[0], _rss_kb())
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    stage: str
+    wall_s: float
+    rtf: float  # processing seconds per second of audio
+    peak_rss_mb: float
+    rss_after_mb: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchReport:
+    media: str
+    subtitles: str | None
+    audio_s: float
+    stages: list[StageResult]
+    total_wall_s: float
+    total_rtf: float
+    peak_rss_mb: float
+    memory_method: str
+    device: str
+    cpu_count: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def format_table(report: BenchReport) -> str:
+    """A plain-text table: one row per stage, then end to end."""
+    head = (f"{Path(report.media).name}: {report.audio_s:.1f} s of audio, "
+            f"device {report.device}, {report.cpu_count} CPUs, "
+            f"peak memory by {report.memory_method}")
+    rows = [("stage", "wall s", "RTF", "peak RSS MB", "notes")]
+    for s in report.stages:
+        notes = ", ".join(f"{k}={v}" for k, v in s.detail.items())
+        rows.append((s.stage, f"{s.wall_s:.2f}", f"{s.rtf:.3f}", f"{s.peak_rss_mb:.0f}", notes))
+    rows.append(("end to end", f"{report.total_wall_s:.2f}", f"{report.total_rtf:.3f}",
+                 f"{report.peak_rss_mb:.0f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [head, ""]
+    for i, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [r[k].rjust(widths[k]) for k in (1, 2, 3)] + [r[4]]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0 or i == len(rows) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.stages: list[StageResult] = []
+        self.method = ""
+
+    def run(self, stage: str, fn: Callable[[], Any],
+            detail: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+        with peak_rss() as mem:
+            t0 = time.perf_counter()
+            value = fn()
+            wall = time.perf_counter() - t0
+        self.method = mem.method
+        self.stages.append(StageResult(stage, wall, 0.0, mem.peak_kb / 1024,
+                                       _rss_kb() / 1024, detail(value) if detail else {}))
+        return value
+
+
+def run_benchmark(media_path: Path, subtitles: Path | None = None, *,
+                  asr_model: str = "tiny.en", separation: str | None = None,
+                  workdir: Path | None = None, progress: Progress = silent) -> BenchReport:
+    """Run every speech stage once on ``media_path`` and time it (see the module docstring).
+
+    ``separation`` picks the stem-separation backend (default: the pipeline's default).
+    Intermediate files go to ``workdir`` (default: a temporary directory, removed after).
+    """
+    from voice_assets.media.probe import probe_media
+
+    media_path = Path(media_path)
+    probe_media(media_path)  # fail fast, naming the file, before any model loads
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return _run(media_path, subtitles, asr_model, separation, workdir, progress)
+    with tempfile.TemporaryDirectory(prefix="voice-assets-bench-") as tmp:
+        return _run(media_path, subtitles, asr_model, separation, Path(tmp), progress)
+
+
+def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: str | None,
+         work: Path, progress: Progress) -> BenchReport:
+    import polars as pl
+
+    from voice_assets.media.decode import decode_episode_audio
+    from voice_assets.media.probe import probe_media
+    from voice_assets.media.subtitles import parse_subtitles
+    from voice_assets.media.tables import subtitles_table
+    from voice_assets.speech import alignment, asr, diarization, fusion, vad
+    from voice_assets.speech import separation as sep
+    from voice_assets.speech.audio_io import read_mono
+
+    episode = "bench"
+    timer = _Timer()
+    t_start = time.perf_counter()
+    ru_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def decode() -> Any:
+        info = probe_media(media_path)
+        return decode_episode_audio(media_path, info.audio.index, work / "audio",
+                                    progress=progress)
+
+    audio = timer.run("decode_audio", decode, lambda a: {"audio_s": round(a.duration_s, 1)})
+    duration = float(audio.duration_s)
+
+    def separate() -> Any:
+        from voice_assets.models import get
+
+        backend = separation or "spleeter"
+        separator: Any
+        if backend == "spleeter":
+            separator = sep.SpleeterSeparator(get("spleeter-2stems").require())
+        elif backend == "demucs":
+            separator = sep.DemucsSeparator(get("htdemucs").require())
+        elif backend == "none":
+            separator = sep.PassThrough()
+        else:
+            raise ValueError(f"unknown separation backend '{backend}'; choose from "
+                             f"{sep.BACKENDS}")
+        return sep.separate_file(audio.dataset_path, work / "stems", separator, progress)
+
+    stems = timer.run("stems", separate, lambda s: {"backend": s.backend})
+    vocals = Path(stems.vocals_path)
+
+    def voice_activity() -> tuple[Any, Any]:
+        samples16k, _ = read_mono(vocals, asr.SAMPLE_RATE)
+        return samples16k, vad.detect_speech(samples16k, progress=progress)
+
+    samples16k, regions = timer.run(
+        "voice_activity", voice_activity,
+        lambda v: {"regions": len(v[1]), "speech_s": round(v[1].speech_s, 1)})
+    region_list = list(zip(regions.starts.tolist(), regions.ends.tolist(), strict=True))
+
+    def diarize() -> Any:
+        from voice_assets.models import get
+        from voice_assets.speech.embeddings import SpeakerEncoder
+
+        encoder = SpeakerEncoder(get("resemblyzer-ge2e").require())
+        return diarization.diarize_embed_cluster(samples16k, regions, encoder,
+                                                 progress=progress)
+
+    diar = timer.run("diarization", diarize, lambda d: {"speakers": d.n_speakers,
+                                                          "turns": len(d.turns)})
+
+    def transcribe() -> Any:
+        device, _ = asr.default_device()
+        model = asr.load_whisper(str(asr.resolve_model(asr_model)))
+        return asr.transcribe(model, samples16k, region_list, model_name=asr_model,
+                              batch_size=asr.default_batch_size(device), progress=progress)
+
+    transcript = timer.run("transcript", transcribe,
+                           lambda t: {"model": asr_model, "words": len(t.words),
+                                      "language": t.language})
+
+    def align() -> Any:
+        if subtitles is not None:
+            lines = alignment.subtitle_lines(subtitles_table(episode, parse_subtitles(subtitles)))
+            return alignment.align_subtitles(lines, transcript.words, samples16k, region_list,
+                                             transcript.language, progress=progress)
+        return alignment.asr_lines(transcript.segments, samples16k, region_list,
+                                   transcript.language,
+                                   progress=progress)
+
+    aligned = timer.run("alignment", align, lambda r: {"lines": len(r.lines),
+                                                       "refiner": r.refiner})
+
+    def fuse() -> Any:
+        turns = pl.DataFrame(
+            [{"start": t.start, "end": t.end, "speaker": t.speaker, "overlap": t.overlap,
+              "confidence": t.confidence} for t in diar.turns],
+            schema={"start": pl.Float64, "end": pl.Float64, "speaker": pl.Utf8,
+                    "overlap": pl.Boolean, "confidence": pl.Float64})
+        return fusion.fuse_utterances(episode, alignment.aligned_frame(episode, aligned), turns,
+                                      transcript.language)
+
+    timer.run("utterances", fuse, lambda df: {"rows": len(df)})
+
+    total = time.perf_counter() - t_start
+    for s in timer.stages:
+        s.rtf = s.wall_s / duration if duration > 0 else 0.0
+    ru_peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, ru_start)
+    device, _ = asr.default_device()
+    return BenchReport(
+        media=str(media_path), subtitles=str(subtitles) if subtitles else None,
+        audio_s=duration, stages=timer.stages, total_wall_s=total,
+        total_rtf=total / duration if duration > 0 else 0.0,
+        peak_rss_mb=max([ru_peak_kb / 1024] + [s.peak_rss_mb for s in timer.stages]),
+        memory_method=timer.method, device=device, cpu_count=os.cpu_count() or 1,
+        settings={"asr_model": asr_model, "separation": separation or "default"},
+    )

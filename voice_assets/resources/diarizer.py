@@ -1,0 +1,107 @@
+"""Speaker diarization backend as a Dagster resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from voice_assets.errors import ModelMissingError
+from voice_assets.models import get, module_available
+from voice_assets.paths import Layout
+from voice_assets.progress import Progress, silent
+from voice_assets.resources.separator import resolve_device
+from voice_assets.speech import diarization as dia
+from voice_assets.speech.embeddings import SpeakerEncoder
+from voice_assets.speech.vad import SpeechRegions
+
+BACKENDS = ("embed-cluster", "pyannote")
+
+
+class DiarizerResource(dg.ConfigurableResource):
+    """Who spoke when.
+
+    ``embed-cluster`` (default, embedded, CPU): Resemblyzer GE2E embeddings of windows of
+    the voice-activity regions, clustered with an automatic speaker count, then re-segmented
+    frame by frame. ``pyannote``: the pyannote.audio 4 community-1 pipeline from the models
+    dir (`pip install 'voice-assets[pyannote]'` and `voice-assets models pull
+    pyannote-diarization-community-1`). ``num_speakers`` forces the count;
+    ``min_speakers``/``max_speakers`` bound it. ``exclusive`` (default) keeps one speaker at a
+    time and flags overlapped stretches; off, the second voice gets its own overlapped rows.
+    """
+
+    backend: str = Field(default="embed-cluster", description="embed-cluster | pyannote")
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    exclusive: bool = True
+    device: str = Field(default="auto", description="auto | cpu | cuda")
+    window_s: float = Field(
+        default=dia.EmbedClusterParams.window_s,
+        description="embed-cluster: clustering window length (s)",
+    )
+    hop_s: float = Field(
+        default=dia.EmbedClusterParams.hop_s, description="embed-cluster: clustering window hop (s)"
+    )
+    merge_similarity: float = Field(
+        default=dia.EmbedClusterParams.merge_similarity,
+        description="embed-cluster: clusters whose centroids are this similar are one voice",
+    )
+    batch_size: int = Field(default=128, description="embed-cluster: windows per LSTM batch")
+
+    def params(self) -> dia.EmbedClusterParams:
+        return dia.EmbedClusterParams(
+            window_s=self.window_s,
+            hop_s=self.hop_s,
+            merge_similarity=self.merge_similarity,
+            num_speakers=self.num_speakers,
+            min_speakers=self.min_speakers or 1,
+            max_speakers=self.max_speakers or dia.EmbedClusterParams.max_speakers,
+            exclusive=self.exclusive,
+        )
+
+    def check_available(self, layout: Layout | None = None) -> None:
+        """Fail before any work (and any write) when the configured backend cannot run."""
+        layout = layout or Layout.from_env()
+        if self.backend == "embed-cluster":
+            get("resemblyzer-ge2e").require(layout)
+            self.params()
+        elif self.backend == "pyannote":
+            spec = get(dia.PYANNOTE_MODEL)
+            if not module_available("pyannote.audio"):
+                raise ModelMissingError(
+                    dia.PYANNOTE_MODEL,
+                    "installed Python packages (pyannote.audio is not installed)",
+                    f"pip install 'voice-assets[pyannote]' && {spec.pull}",
+                )
+            spec.require(layout)
+        else:
+            raise ValueError(
+                f"unknown diarization backend '{self.backend}'; choose one of {BACKENDS}"
+            )
+
+    def diarize(
+        self,
+        samples16k: np.ndarray,
+        regions: SpeechRegions,
+        layout: Layout | None = None,
+        progress: Progress = silent,
+    ) -> dia.DiarizationResult:
+        layout = layout or Layout.from_env()
+        self.check_available(layout)
+        device = resolve_device(self.device)
+        if self.backend == "pyannote":
+            pipeline = dia.load_pyannote_pipeline(get(dia.PYANNOTE_MODEL).require(layout), device)
+            return dia.diarize_pyannote(
+                samples16k,
+                pipeline,
+                exclusive=self.exclusive,
+                num_speakers=self.num_speakers,
+                min_speakers=self.min_speakers,
+                max_speakers=self.max_speakers,
+                progress=progress,
+            )
+        encoder = SpeakerEncoder(
+            get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
+        )
+        return dia.diarize_embed_cluster(samples16k, regions, encoder, self.params(), progress)

@@ -1,0 +1,679 @@
+"""Who spoke when: speaker diarization of the vocal stem.
+
+Two backends share one result type:
+
+* ``embed-cluster`` (embedded, CPU): speech regions -> overlapping windows -> GE2E embeddings
+  -> clustering with automatic speaker count -> frame-level resegmentation against the
+  cluster centroids -> speaker turns with an overlap flag.
+* ``pyannote``: a pyannote.audio 4 pipeline loaded from a local directory (optional extra).
+
+Centroids are L2-normalised so later stages can match episode-local speakers to characters
+across episodes with a dot product.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from voice_assets.errors import ModelMissingError
+from voice_assets.progress import Progress, silent
+from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
+from voice_assets.speech.vad import SpeechRegions
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Turn:
+    start: float
+    end: float
+    speaker: str
+    overlap: bool
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SpeakerProfile:
+    speaker: str
+    embedding: np.ndarray  # L2-normalised float32
+    speech_s: float
+    n_windows: int
+
+
+@dataclass
+class DiarizationResult:
+    turns: list[Turn]
+    speakers: list[SpeakerProfile]
+    model: str
+    duration_s: float
+    backend: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_speakers(self) -> int:
+        return len({t.speaker for t in self.turns})
+
+    def speech_s_by_speaker(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for t in self.turns:
+            out[t.speaker] = out.get(t.speaker, 0.0) + (t.end - t.start)
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class EmbedClusterParams:
+    """Settings of the embed-cluster backend (tuned on dialogue; see the tests for figures)."""
+
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    # Shorter, denser windows score frames against the centroids, so turns shorter than a
+    # clustering window (a quick "Hello?") still get their own speaker.
+    reseg_window_s: float = 0.6
+    reseg_hop_s: float = 0.15
+    # Clusters whose raw (uncentred) mean voices are at least this similar (after the
+    # small-cluster correction) are one voice.
+    merge_similarity: float = 0.91
+    prune: float = 1.0  # affinity keeps prune * sqrt(n) nearest neighbours of each window
+    num_speakers: int | None = None
+    min_speakers: int = 1
+    max_speakers: int = 20
+    min_speaker_s: float = 1.5  # clusters with less window speech are folded into the nearest
+    confident_speaker_s: float = 5.0  # below this, a cluster this similar to another is folded
+    small_merge_similarity: float = 0.85
+    frame_s: float = 0.05
+    smooth_s: float = 0.3
+    merge_gap_s: float = 0.25
+    overlap_half_s: float = 0.25
+    exclusive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0.3 or self.hop_s <= 0 or self.hop_s > self.window_s:
+            raise ValueError(
+                f"need window_s > 0.3 and 0 < hop_s <= window_s, got {self.window_s}/{self.hop_s}"
+            )
+        if self.reseg_window_s <= 0.3 or not 0 < self.reseg_hop_s <= self.reseg_window_s:
+            raise ValueError(
+                "need reseg_window_s > 0.3 and 0 < reseg_hop_s <= reseg_window_s, got "
+                f"{self.reseg_window_s}/{self.reseg_hop_s}"
+            )
+        if self.num_speakers is not None and self.num_speakers < 1:
+            raise ValueError(f"num_speakers must be >= 1, got {self.num_speakers}")
+        if not 1 <= self.min_speakers <= self.max_speakers:
+            raise ValueError(
+                f"need 1 <= min_speakers <= max_speakers, got {self.min_speakers}/"
+                f"{self.max_speakers}"
+            )
+
+
+# ---------------------------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True)
+class Windows:
+    starts: np.ndarray  # window start (s) in the signal
+    span_start: np.ndarray  # part of the window that is inside its speech region
+    span_end: np.ndarray
+    region: np.ndarray  # index of the region the window belongs to
+    length: float  # window length (s)
+    tiled: np.ndarray  # region shorter than a window: embed the region repeated
+
+    def subset(self, keep: np.ndarray) -> Windows:
+        return Windows(
+            self.starts[keep],
+            self.span_start[keep],
+            self.span_end[keep],
+            self.region[keep],
+            self.length,
+            self.tiled[keep],
+        )
+
+
+def make_windows(regions: SpeechRegions, window_s: float, hop_s: float) -> Windows:
+    """Fixed-length windows covering every speech region.
+
+    Long regions get windows every ``hop_s`` with the last one flush with the region's end;
+    a region shorter than a window gets one window centred on it, embedded from the region
+    alone repeated to the window length (``tiled``), so no neighbour's voice leaks in.
+    """
+    starts: list[float] = []
+    s0: list[float] = []
+    s1: list[float] = []
+    reg: list[int] = []
+    tiled: list[bool] = []
+    last_start = max(0.0, regions.duration_s - window_s)
+    for i, (a, b) in enumerate(zip(regions.starts, regions.ends, strict=True)):
+        length = b - a
+        if length <= window_s:
+            cands = [min(max(0.0, (a + b) / 2 - window_s / 2), last_start)]
+        else:
+            n = int(np.floor((length - window_s) / hop_s)) + 1
+            cands = [a + k * hop_s for k in range(n)]
+            if b - window_s - cands[-1] > 1e-3:
+                cands.append(b - window_s)
+        for ws in cands:
+            starts.append(ws)
+            s0.append(max(ws, a))
+            s1.append(min(ws + window_s, b))
+            reg.append(i)
+            tiled.append(bool(length < window_s))
+    return Windows(
+        np.array(starts, np.float64),
+        np.array(s0, np.float64),
+        np.array(s1, np.float64),
+        np.array(reg, np.int64),
+        window_s,
+        np.array(tiled, bool),
+    )
+
+
+def embed(
+    encoder: SpeakerEncoder, samples: np.ndarray, windows: Windows, progress: Progress = silent
+) -> np.ndarray:
+    """Embeddings of every window (tiled ones from their region alone)."""
+    out = np.zeros((windows.starts.size, EMBEDDING_DIM), np.float32)
+    plain = ~windows.tiled
+    if plain.any():
+        out[plain] = encoder.embed_windows(samples, windows.starts[plain], windows.length, progress)
+    if windows.tiled.any():
+        spans = np.stack([windows.span_start[windows.tiled], windows.span_end[windows.tiled]], 1)
+        out[windows.tiled] = encoder.embed_tiled(samples, spans, windows.length)
+    return out
+
+
+# ------------------------------------------------------------------------------- clustering
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def _centroids(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    return _normalise(np.stack([x[labels == c].mean(axis=0) for c in range(k)]))
+
+
+def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    uniq, inv = np.unique(labels, return_inverse=True)
+    return inv.astype(np.int64), int(uniq.size)
+
+
+def _cluster_similarity(raw: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Cosine similarity of cluster mean voices, corrected for cluster size.
+
+    The mean of n noisy unit vectors is shorter than the true mean direction's length
+    suggests, so small clusters look less alike than they are. With E|m|^2 = |mu|^2 +
+    (1 - |mu|^2)/n, |mu|^2 = (n|m|^2 - 1)/(n - 1) is unbiased, and m_a . m_b is unbiased
+    for mu_a . mu_b, so the ratio estimates the similarity of the underlying voices.
+    """
+    means = np.stack([raw[labels == c].mean(axis=0) for c in range(k)])
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sq = np.einsum("ij,ij->i", means, means)
+    mu_sq = np.where(counts > 1, (counts * sq - 1) / np.maximum(counts - 1, 1), sq)
+    mu = np.sqrt(np.clip(mu_sq, 1e-6, None))
+    return (means @ means.T) / np.outer(mu, mu)
+
+
+def _spectral(centred: np.ndarray, lo: int, hi: int, prune: float) -> tuple[np.ndarray, int]:
+    """Spectral clustering with the speaker count picked by the largest eigengap in [lo, hi].
+
+    The affinity is the cosine similarity of centred embeddings, clipped at zero and pruned
+    to each window's ``prune * sqrt(n)`` nearest neighbours (symmetrised), which sharpens
+    the block structure the eigengap reads; the neighbour count grows slower than n so a
+    long episode's minor speakers keep their own blocks. A small floor keeps the graph
+    connected, so stray windows cannot fake extra components.
+    """
+    from sklearn.cluster import KMeans
+
+    n = centred.shape[0]
+    aff = np.clip(centred @ centred.T, 0.0, None)
+    np.fill_diagonal(aff, 0.0)
+    p = max(4, round(prune * np.sqrt(n)))
+    if p < n - 1:
+        keep = np.argsort(-aff, axis=1)[:, :p]
+        mask = np.zeros(aff.shape, bool)
+        np.put_along_axis(mask, keep, True, axis=1)
+        aff = np.where(mask | mask.T, aff, 0.0)
+    aff = aff + 1e-3
+    np.fill_diagonal(aff, 0.0)
+    deg = aff.sum(axis=1)
+    inv = 1.0 / np.sqrt(deg)
+    lap = np.eye(n) - aff * inv[:, None] * inv[None, :]
+    values, vectors = np.linalg.eigh(lap)
+    hi = max(lo, min(hi, n - 1))
+    if lo == hi:
+        k = lo
+    else:
+        gaps = np.diff(values[: hi + 1])  # gaps[i] = value[i+1] - value[i] -> i+1 clusters
+        k = int(np.argmax(gaps[lo - 1 : hi])) + lo
+    if k <= 1:
+        return np.zeros(n, np.int64), 1
+    u = vectors[:, :k]
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(u)
+    return _relabel(labels.astype(np.int64))
+
+
+def cluster_embeddings(
+    x: np.ndarray, weights: np.ndarray, params: EmbedClusterParams
+) -> tuple[np.ndarray, int]:
+    """Speaker label per window embedding, and the number of speakers.
+
+    GE2E embeddings are non-negative, so raw cosines are all high; centring them on the
+    episode's mean voice spreads voices apart. Spectral clustering of the centred
+    embeddings picks the count by eigengap (within ``min_speakers``..``max_speakers``, or
+    exactly ``num_speakers``). Then clusters with less than ``min_speaker_s`` of speech are
+    folded into their nearest neighbour, and clusters whose raw centroids are more similar
+    than ``merge_similarity`` are merged: centring is relative, so with a single speaker the
+    eigengap still splits it in two, but the halves' raw centroids stay near-identical.
+    """
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), 0
+    fixed = params.num_speakers
+    if n < 3:
+        k = min(fixed or 1, n)
+        return (np.arange(n, dtype=np.int64) if k == n and k > 1 else np.zeros(n, np.int64)), k
+    raw = _normalise(x.astype(np.float64))
+    centred = _normalise(raw - raw.mean(axis=0))
+    lo, hi = (fixed, fixed) if fixed else (params.min_speakers, params.max_speakers)
+    lo = min(lo, n - 1)
+    # Without a fixed count, always propose at least two clusters: whether one voice was
+    # split is decided below on the raw voices, which is more reliable than an eigengap
+    # of 1 on a small, centred affinity.
+    labels, k = _spectral(
+        centred, lo if fixed or hi < 2 else max(lo, 2), min(hi, n - 1), params.prune
+    )
+    if fixed:
+        return labels, k
+
+    # Fold doubtful clusters into their most similar neighbour, smallest first: any with
+    # less than min_speaker_s of speech, and small ones (< confident_speaker_s) that sound
+    # like another cluster. A few windows are too little evidence for a voice of their own.
+    while k > max(1, lo):
+        mass = np.bincount(labels, weights=weights, minlength=k)
+        sims = _cluster_similarity(raw, labels, k)
+        np.fill_diagonal(sims, -np.inf)
+        alike = sims.max(axis=1) >= params.small_merge_similarity
+        doubtful = (mass < params.min_speaker_s) | ((mass < params.confident_speaker_s) & alike)
+        if not doubtful.any():
+            break
+        small = int(np.flatnonzero(doubtful)[np.argmin(mass[doubtful])])
+        labels = np.where(labels == small, int(np.argmax(sims[small])), labels)
+        labels, k = _relabel(labels)
+
+    # Merge near-identical voices (one speaker split by centring or by delivery).
+    while k > max(1, lo):
+        sims = _cluster_similarity(raw, labels, k)
+        np.fill_diagonal(sims, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        if sims[i, j] < params.merge_similarity:
+            break
+        labels = np.where(labels == j, i, labels)
+        labels, k = _relabel(labels)
+    return labels, k
+
+
+# --------------------------------------------------------------------------- resegmentation
+
+
+def _mode_filter(labels: np.ndarray, k: int, width: int) -> np.ndarray:
+    """Majority label over a centred window of ``width`` frames (ties keep the original)."""
+    if width <= 1 or labels.size <= 1 or k <= 1:
+        return labels
+    onehot = np.zeros((labels.size, k), np.int64)
+    onehot[np.arange(labels.size), labels] = 1
+    half = width // 2
+    padded = np.pad(onehot, ((half, half), (0, 0)))
+    csum = np.concatenate([np.zeros((1, k), np.int64), np.cumsum(padded, axis=0)])
+    counts = csum[width:] - csum[:-width]
+    counts = counts[: labels.size]
+    best = counts.argmax(axis=1)
+    keep = counts[np.arange(labels.size), labels] >= counts[np.arange(labels.size), best]
+    return np.where(keep, labels, best)
+
+
+def _runs(mask_or_labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, value) of runs of equal values."""
+    v = mask_or_labels
+    if not v.size:
+        return []
+    cut = np.flatnonzero(np.diff(v)) + 1
+    bounds = np.concatenate([[0], cut, [v.size]])
+    return [(int(a), int(b), int(v[a])) for a, b in itertools.pairwise(bounds)]
+
+
+def resegment(
+    regions: SpeechRegions,
+    windows: Windows,
+    emb: np.ndarray,
+    centroids: np.ndarray,
+    names: list[str],
+    params: EmbedClusterParams,
+) -> list[Turn]:
+    """Frame-level speaker assignment inside speech regions.
+
+    Each frame scores every centroid by the similarity of the windows covering it, weighted
+    towards window centres (a window's embedding is most about its middle), so turn
+    boundaries land between window centres rather than on window edges. Labels are then
+    smoothed with a majority filter and consecutive frames merged into turns.
+
+    Overlap: GE2E window embeddings cannot tell two simultaneous voices from a window that
+    straddles a change (both land between the centroids; measured precision ~0.1), so we
+    flag where overlaps actually happen in dialogue: speaker changes inside one speech
+    region, with no pause between the turns. +-``overlap_half_s`` around such a change is
+    marked (about half of flagged stretches hold real overlap; most real overlaps are hit).
+    Unless ``exclusive``, the voice across the change gets its own overlapped row there.
+    """
+    k = centroids.shape[0]
+    fs = params.frame_s
+    n_frames = int(np.ceil(regions.duration_s / fs))
+    if n_frames == 0 or k == 0 or not len(regions):
+        return []
+    t = (np.arange(n_frames) + 0.5) * fs
+    score = np.zeros((n_frames, k), np.float64)
+    wsum = np.zeros(n_frames, np.float64)
+    sims = emb.astype(np.float64) @ centroids.T.astype(np.float64)
+    half = windows.length / 2
+    for w in range(windows.starts.size):
+        a = int(np.floor(windows.span_start[w] / fs))
+        b = min(n_frames, int(np.ceil(windows.span_end[w] / fs)))
+        if b <= a:
+            continue
+        centre = windows.starts[w] + half
+        weight = 1.0 - np.abs(t[a:b] - centre) / (half + fs)
+        weight = np.clip(weight, 0.05, None)
+        score[a:b] += weight[:, None] * sims[w][None, :]
+        wsum[a:b] += weight
+
+    smooth = max(1, round(params.smooth_s / fs) | 1)
+    half_ov = max(1, round(params.overlap_half_s / fs))
+    raw_turns: list[tuple[float, float, int, bool, float]] = []
+    for a_s, b_s in zip(regions.starts, regions.ends, strict=True):
+        a = max(0, int(np.floor(a_s / fs + 1e-9)))
+        b = min(n_frames, int(np.ceil(b_s / fs - 1e-9)))
+        if b <= a:
+            continue
+        covered = wsum[a:b] > 0
+        if not covered.any():
+            continue
+        sc = np.where(covered[:, None], score[a:b] / np.maximum(wsum[a:b], 1e-12)[:, None], 0)
+        if not covered.all():  # fill gaps with the nearest covered frame
+            idx = np.flatnonzero(covered)
+            near = idx[np.clip(np.searchsorted(idx, np.arange(b - a)), 0, idx.size - 1)]
+            sc = sc[near]
+        labels = _mode_filter(sc.argmax(axis=1), k, smooth)
+        conf = _frame_confidence(sc, labels)
+        # Overlap: speaker changes with no pause between them (interruptions, back-channel
+        # replies), +-overlap_half_s around the change. `other` is the voice across it.
+        ov = np.zeros(b - a, bool)
+        other = labels.copy()
+        for c in np.flatnonzero(np.diff(labels)) + 1:
+            lo, hi = max(0, c - half_ov), min(b - a, c + half_ov)
+            ov[lo:hi] = True
+            other[lo:c] = labels[c]
+            other[c:hi] = labels[c - 1]
+        for ra, rb, lab in _runs(labels):
+            # Split each speaker run at overlap boundaries.
+            for oa, ob, flag in _runs(ov[ra:rb].astype(np.int64)):
+                fa, fb = ra + oa, ra + ob
+                start = max(a_s, (a + fa) * fs)
+                end = min(b_s, (a + fb) * fs)
+                if end <= start:
+                    continue
+                c = float(np.mean(conf[fa:fb]))
+                raw_turns.append((start, end, lab, bool(flag), c))
+                if flag and not params.exclusive:
+                    second = int(np.bincount(other[fa:fb], minlength=k).argmax())
+                    if second != lab:
+                        raw_turns.append((start, end, second, True, c))
+    return _merge_turns(raw_turns, names, params.merge_gap_s)
+
+
+def _frame_confidence(sc: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Softmax posterior of the chosen speaker (temperature 0.05 on cosine similarity).
+
+    With one speaker it degrades to how typical the frame is of that voice.
+    """
+    if sc.shape[1] == 1:
+        return np.clip(sc[:, 0], 0.0, 1.0)
+    z = (sc - sc.max(axis=1, keepdims=True)) / 0.05
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return p[np.arange(labels.size), labels]
+
+
+def _merge_turns(
+    raw: list[tuple[float, float, int, bool, float]], names: list[str], gap: float
+) -> list[Turn]:
+    """Join same-speaker pieces that touch or nearly touch and have the same overlap flag."""
+    raw.sort(key=lambda r: (r[2], r[0]))
+    merged: list[list] = []
+    for start, end, lab, ov, conf in raw:
+        if merged:
+            m = merged[-1]
+            if m[2] == lab and m[3] == ov and start - m[1] <= gap + 1e-9:
+                dur_m, dur = m[1] - m[0], end - start
+                m[4] = (m[4] * dur_m + conf * dur) / max(dur_m + dur, 1e-9)
+                m[1] = max(m[1], end)
+                continue
+        merged.append([start, end, lab, ov, conf])
+    for prev, cur in itertools.pairwise(merged):  # same speaker never twice at one time
+        if cur[2] == prev[2] and cur[0] < prev[1]:
+            cur[0] = prev[1]
+    turns = [
+        Turn(float(s), float(e), names[lab], bool(ov), float(np.clip(c, 0.0, 1.0)))
+        for s, e, lab, ov, c in merged
+        if e > s + 1e-9
+    ]
+    turns.sort(key=lambda t: (t.start, t.speaker))
+    return turns
+
+
+# ----------------------------------------------------------------------------- embed-cluster
+
+
+def diarize_embed_cluster(
+    samples16k: np.ndarray,
+    regions: SpeechRegions,
+    encoder: SpeakerEncoder,
+    params: EmbedClusterParams = EmbedClusterParams(),
+    progress: Progress = silent,
+) -> DiarizationResult:
+    """Diarize a 16 kHz vocal signal given its speech regions (see the module docstring)."""
+    x = np.asarray(samples16k, dtype=np.float32)
+    duration = x.size / SAMPLE_RATE
+    model = "resemblyzer-ge2e"
+    if not len(regions) or not x.size:
+        return DiarizationResult([], [], model, duration, "embed-cluster", ["no speech"])
+    win = make_windows(regions, params.window_s, params.hop_s)
+    emb = embed(encoder, x, win, progress)
+    norms = np.linalg.norm(emb, axis=1)
+    ok = norms > 1e-6  # an all-silent window embeds to zero: it carries no voice
+    notes: list[str] = []
+    if not ok.any():
+        return DiarizationResult(
+            [], [], model, duration, "embed-cluster", ["no window carried a voice"]
+        )
+    if not ok.all():
+        notes.append(f"{int((~ok).sum())} silent windows ignored")
+        win = win.subset(ok)
+        emb = emb[ok]
+    weights = win.span_end - win.span_start
+    # Speech seconds each window adds, so short regions (one window) weigh what they last.
+    labels, k = cluster_embeddings(emb, weights * params.hop_s / params.window_s, params)
+    cents = _centroids(emb.astype(np.float64), labels, k).astype(np.float32)
+    # Order speakers by total speech so SPK_00 is the main voice of the episode.
+    mass = np.bincount(labels, weights=weights, minlength=k)
+    order = np.argsort(-mass, kind="stable")
+    cents = cents[order]
+    remap = np.empty(k, np.int64)
+    remap[order] = np.arange(k)
+    labels = remap[labels]
+    names = [f"SPK_{i:02d}" for i in range(k)]
+    if (params.reseg_window_s, params.reseg_hop_s) == (params.window_s, params.hop_s):
+        rwin, remb = win, emb
+    else:
+        rwin = make_windows(regions, params.reseg_window_s, params.reseg_hop_s)
+        remb = embed(encoder, x, rwin, progress)
+    turns = resegment(regions, rwin, remb, cents, names, params)
+    by_spk: dict[str, float] = {}
+    for t in turns:
+        by_spk[t.speaker] = by_spk.get(t.speaker, 0.0) + (t.end - t.start)
+    counts = np.bincount(labels, minlength=k)
+    speakers = [
+        SpeakerProfile(names[i], cents[i], float(by_spk.get(names[i], 0.0)), int(counts[i]))
+        for i in range(k)
+        if names[i] in by_spk
+    ]
+    return DiarizationResult(turns, speakers, model, duration, "embed-cluster", notes)
+
+
+# ---------------------------------------------------------------------------------- pyannote
+
+PYANNOTE_MODEL = "pyannote-diarization-community-1"
+
+
+def load_pyannote_pipeline(path: Path, device: str = "cpu") -> Callable:
+    """A pyannote.audio 4 pipeline from a local directory, or a clear error if unavailable."""
+    try:
+        from pyannote.audio import Pipeline  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ModelMissingError(
+            PYANNOTE_MODEL,
+            "installed Python packages (pyannote.audio is not installed)",
+            f"pip install 'voice-assets[pyannote]' && voice-assets models pull {PYANNOTE_MODEL}",
+        ) from exc
+    import torch
+
+    pipeline = Pipeline.from_pretrained(str(path))
+    if pipeline is None:
+        raise ModelMissingError(PYANNOTE_MODEL, path, f"voice-assets models pull {PYANNOTE_MODEL}")
+    pipeline.to(torch.device(device))
+    return pipeline
+
+
+def diarize_pyannote(
+    samples16k: np.ndarray,
+    pipeline: Callable,
+    exclusive: bool = False,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    progress: Progress = silent,
+) -> DiarizationResult:
+    """Run a pyannote.audio 4 pipeline on an in-memory 16 kHz signal.
+
+    ``exclusive`` uses the pipeline's exclusive output (one speaker at a time, meant for
+    aligning with transcripts); otherwise overlapping turns are kept and flagged.
+    """
+    import torch
+
+    x = np.asarray(samples16k, dtype=np.float32)
+    duration = x.size / SAMPLE_RATE
+    kwargs = {
+        k: v
+        for k, v in (
+            ("num_speakers", num_speakers),
+            ("min_speakers", min_speakers),
+            ("max_speakers", max_speakers),
+        )
+        if v is not None
+    }
+    progress("pyannote diarization", 0, 1)
+    out = pipeline({"waveform": torch.from_numpy(x)[None], "sample_rate": SAMPLE_RATE}, **kwargs)
+    progress("pyannote diarization", 1, 1)
+    full = getattr(out, "speaker_diarization", out)
+    ann = getattr(out, "exclusive_speaker_diarization", full) if exclusive else full
+    labels = list(full.labels())
+    names = {lab: f"SPK_{i:02d}" for i, lab in enumerate(labels)}
+    overlap = full.get_overlap()
+    turns: list[Turn] = []
+    for seg, _, lab in ann.itertracks(yield_label=True):
+        pieces = [(seg.start, seg.end, False)]
+        inter = overlap.crop(seg) if len(overlap) else []
+        if len(inter):
+            pieces = []
+            cursor = seg.start
+            for o in inter:
+                if o.start > cursor:
+                    pieces.append((cursor, o.start, False))
+                pieces.append((max(o.start, seg.start), min(o.end, seg.end), True))
+                cursor = o.end
+            if cursor < seg.end:
+                pieces.append((cursor, seg.end, False))
+        for s, e, ov in pieces:
+            if e > s:
+                turns.append(Turn(float(s), float(e), names[lab], ov, 1.0))
+    turns.sort(key=lambda t: (t.start, t.speaker))
+    speakers: list[SpeakerProfile] = []
+    emb = getattr(out, "speaker_embeddings", None)
+    by_spk: dict[str, float] = {}
+    for t in turns:
+        by_spk[t.speaker] = by_spk.get(t.speaker, 0.0) + (t.end - t.start)
+    if emb is not None:
+        e = _normalise(np.asarray(emb, np.float64)).astype(np.float32)
+        for i, lab in enumerate(labels):
+            if i < e.shape[0] and np.isfinite(e[i]).all():
+                speakers.append(SpeakerProfile(names[lab], e[i], by_spk.get(names[lab], 0.0), 0))
+    return DiarizationResult(turns, speakers, PYANNOTE_MODEL, duration, "pyannote")
+
+
+# ------------------------------------------------------------------------------------ tables
+
+DIARIZATION_SCHEMA: dict[str, pl.DataType] = {
+    "episode": pl.String(),
+    "start": pl.Float64(),
+    "end": pl.Float64(),
+    "speaker": pl.String(),
+    "overlap": pl.Boolean(),
+    "confidence": pl.Float64(),
+}
+
+EMBEDDINGS_SCHEMA: dict[str, pl.DataType] = {
+    "episode": pl.String(),
+    "speaker": pl.String(),
+    "embedding": pl.List(pl.Float32()),
+    "dim": pl.Int64(),
+    "model": pl.String(),
+    "speech_s": pl.Float64(),
+    "n_windows": pl.Int64(),
+}
+
+
+def turns_table(episode: str, result: DiarizationResult) -> pl.DataFrame:
+    """The `diarization` table: one row per speaker turn."""
+    rows = [
+        {
+            "episode": episode,
+            "start": t.start,
+            "end": t.end,
+            "speaker": t.speaker,
+            "overlap": t.overlap,
+            "confidence": t.confidence,
+        }
+        for t in result.turns
+    ]
+    return pl.DataFrame(rows, schema=DIARIZATION_SCHEMA)
+
+
+def embeddings_table(episode: str, result: DiarizationResult) -> pl.DataFrame:
+    """The `speaker_embeddings` table: one L2-normalised centroid per episode speaker."""
+    rows = [
+        {
+            "episode": episode,
+            "speaker": s.speaker,
+            "embedding": [float(v) for v in _normalise(s.embedding.astype(np.float64))],
+            "dim": int(s.embedding.size),
+            "model": result.model,
+            "speech_s": s.speech_s,
+            "n_windows": s.n_windows,
+        }
+        for s in result.speakers
+    ]
+    return pl.DataFrame(rows, schema=EMBEDDINGS_SCHEMA)

@@ -1,0 +1,282 @@
+"""Fuse aligned lines with diarization into utterances: one row per speaker turn.
+
+A subtitle line is one unit of *text*, a diarization turn one unit of *voice*; a dataset clip
+needs both to agree. Each word goes to the speaker whose turns cover most of it, and a line
+whose words belong to different speakers is split there (a one-word blip at a turn boundary
+is diarization jitter, not a second speaker, and stays with its neighbour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from voice_assets.speech.asr import WORD_DTYPE
+
+UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Utf8(),
+    "episode": pl.Utf8(),
+    "start": pl.Float64(),
+    "end": pl.Float64(),
+    "speaker": pl.Utf8(),
+    "character": pl.Utf8(),
+    "text": pl.Utf8(),
+    "words": pl.List(WORD_DTYPE),
+    "language": pl.Utf8(),
+    "overlap": pl.Boolean(),
+    "text_source": pl.Utf8(),
+    "speaker_confidence": pl.Float64(),
+    "text_confidence": pl.Float64(),
+    "subtitle_name": pl.Utf8(),
+    "emotion": pl.Utf8(),
+    "audio_path": pl.Utf8(),
+}
+
+
+def utterance_id(episode: str, start: float) -> str:
+    """`<episode>_<start_ms:08d>`: stable across re-runs as long as the start is."""
+    return f"{episode}_{max(0, round(start * 1000)):08d}"
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Diarization turns as arrays, for vectorised overlap queries."""
+
+    start: np.ndarray
+    end: np.ndarray
+    speaker: np.ndarray
+    overlap: np.ndarray
+    confidence: np.ndarray
+
+    @classmethod
+    def from_frame(cls, df: pl.DataFrame | None) -> Turns:
+        if df is None or df.is_empty():
+            z = np.zeros(0)
+            return cls(z, z, np.zeros(0, dtype=object), np.zeros(0, dtype=bool), z)
+        conf = (df.get_column("confidence").fill_null(1.0).to_numpy()
+                if "confidence" in df.columns else np.ones(len(df)))
+        ovl = (df.get_column("overlap").fill_null(False).to_numpy().astype(bool)
+               if "overlap" in df.columns else np.zeros(len(df), dtype=bool))
+        return cls(df.get_column("start").to_numpy().astype(float),
+                   df.get_column("end").to_numpy().astype(float),
+                   np.asarray(df.get_column("speaker").to_list(), dtype=object), ovl,
+                   np.asarray(conf, dtype=float))
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def overlaps(self, s: float, e: float) -> np.ndarray:
+        return np.clip(np.minimum(self.end, e) - np.maximum(self.start, s), 0.0, None)
+
+
+def _coverage(turns: Turns, s: float, e: float) -> dict[str, float]:
+    """Seconds of [s, e] each speaker's turns cover."""
+    ov = turns.overlaps(s, e)
+    by: dict[str, float] = {}
+    for spk, v in zip(turns.speaker[ov > 0], ov[ov > 0], strict=True):
+        by[spk] = by.get(spk, 0.0) + float(v)
+    return by
+
+
+def word_speaker(turns: Turns, s: float, e: float, nearest_s: float = 0.3,
+                 prefer: str | None = None) -> str | None:
+    """Speaker whose turns cover most of [s, e]; else the nearest turn within nearest_s.
+
+    Where turns of several speakers cover the word (overlapped speech), ``prefer`` (the
+    speaker of the rest of the line) wins if it is among them: the other voice is the one
+    talking over it.
+    """
+    if not len(turns):
+        return None
+    if e - s < 0.05:  # zero-length words (interpolated) still need a vote
+        mid = (s + e) / 2
+        s, e = mid - 0.025, mid + 0.025
+    by = _coverage(turns, s, e)
+    if by:
+        if prefer is not None and prefer in by and len(by) > 1:
+            return prefer
+        return max(sorted(by), key=lambda k: by[k])
+    dist = np.maximum(turns.start - e, s - turns.end)
+    k = int(np.argmin(dist))
+    return str(turns.speaker[k]) if dist[k] <= nearest_s else None
+
+
+@dataclass
+class _Run:
+    speaker: str | None
+    words: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.words[-1]["end"] - self.words[0]["start"]
+
+
+def speaker_runs(words: Sequence[dict[str, Any]], turns: Turns, min_words: int = 2,
+                 min_run_s: float = 0.5) -> list[_Run]:
+    """Consecutive words of one speaker; short blips merge into a neighbouring run."""
+    line = _coverage(turns, words[0]["start"], max(w["end"] for w in words)) if words else {}
+    main = max(sorted(line), key=lambda k: line[k]) if line else None
+    labels = [word_speaker(turns, w["start"], w["end"], prefer=main) for w in words]
+    # Words no turn covers take the speaker of the word before (else after).
+    for i in range(len(labels)):
+        if labels[i] is None and i > 0:
+            labels[i] = labels[i - 1]
+    for i in range(len(labels) - 2, -1, -1):
+        if labels[i] is None:
+            labels[i] = labels[i + 1]
+    runs: list[_Run] = []
+    for w, lab in zip(words, labels, strict=True):
+        if not runs or runs[-1].speaker != lab:
+            runs.append(_Run(lab))
+        runs[-1].words.append(dict(w))
+    changed = True
+    while changed and len(runs) > 1:
+        changed = False
+        for i, r in enumerate(runs):
+            if len(r.words) >= min_words or r.duration >= min_run_s:
+                continue
+            # Merge the blip into the longer neighbour.
+            left = runs[i - 1] if i > 0 else None
+            right = runs[i + 1] if i + 1 < len(runs) else None
+            target = left if right is None or (left is not None and
+                                               left.duration >= right.duration) else right
+            assert target is not None
+            if target is left:
+                target.words.extend(r.words)
+            else:
+                target.words[:0] = r.words
+            del runs[i]
+            # Neighbours that now share a speaker join.
+            merged: list[_Run] = []
+            for q in runs:
+                if merged and merged[-1].speaker == q.speaker:
+                    merged[-1].words.extend(q.words)
+                else:
+                    merged.append(q)
+            runs = merged
+            changed = True
+            break
+    return runs
+
+
+def _speaker_confidence(turns: Turns, speaker: str | None, s: float, e: float) -> float:
+    """Share of the span the speaker's turns cover, times their diarization confidence."""
+    if speaker is None or not len(turns) or e <= s:
+        return 0.0
+    mask = turns.speaker == speaker
+    ov = turns.overlaps(s, e)[mask]
+    if ov.sum() <= 0:
+        return 0.0
+    coverage = min(1.0, float(ov.sum()) / (e - s))
+    conf = float(np.average(turns.confidence[mask], weights=ov + 1e-9))
+    return round(coverage * conf, 4)
+
+
+def _is_overlap(turns: Turns, speaker: str | None, s: float, e: float,
+                min_s: float = 0.1) -> bool:
+    """True when diarization flags overlapped speech, or another speaker talks, in [s, e]."""
+    if not len(turns):
+        return False
+    ov = turns.overlaps(s, e)
+    flagged = bool((ov[turns.overlap] >= min_s).any())
+    other = bool((ov[turns.speaker != speaker] >= min_s).any()) if speaker is not None else False
+    return flagged or other
+
+
+def _unsplit_concurrent(runs: list[_Run], main: str | None, i: int,
+                        lines: Sequence[dict[str, Any]],
+                        mains: Sequence[str | None]) -> tuple[list[_Run], bool]:
+    """Undo a split where the 'other' voice is another line spoken at the same time.
+
+    Diarization gives overlapped speech to one voice; when a concurrent line of that voice
+    accounts for it, this line's words there are still this line's speaker's.
+    """
+    out: list[_Run] = []
+    concurrent = False
+    for run in runs:
+        s, e = run.words[0]["start"], max(w["end"] for w in run.words)
+        if run.speaker != main and main is not None:
+            for j, other in enumerate(lines):
+                if j == i or mains[j] != run.speaker:
+                    continue
+                ov = min(e, other["end"]) - max(s, other["start"])
+                if ov >= 0.5 * (e - s):
+                    run = _Run(main, run.words)
+                    concurrent = True
+                    break
+        if out and out[-1].speaker == run.speaker:
+            out[-1].words.extend(run.words)
+        else:
+            out.append(run)
+    return out, concurrent
+
+
+def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFrame | None,
+                    language: str | None = None) -> pl.DataFrame:
+    """The `utterances` table (before human corrections) from aligned dialogue lines."""
+    turns = Turns.from_frame(diarization)
+    rows: list[dict[str, Any]] = []
+    dialogue = aligned.filter(pl.col("kind") == "dialogue").sort("start", "line")
+    lines = list(dialogue.iter_rows(named=True))
+    mains = []
+    for ln in lines:
+        cov = _coverage(turns, ln["start"], ln["end"]) if len(turns) else {}
+        mains.append(max(sorted(cov), key=lambda k: cov[k]) if cov else None)
+    for i, ln in enumerate(lines):
+        words = [w for w in (ln["words"] or []) if w["end"] >= w["start"]]
+        concurrent = False
+        if words:
+            runs = speaker_runs(words, turns)
+            if len(runs) > 1:
+                runs, concurrent = _unsplit_concurrent(runs, mains[i], i, lines, mains)
+        else:
+            runs = [_Run(word_speaker(turns, ln["start"], ln["end"]),
+                         [{"word": ln["text"], "start": ln["start"], "end": ln["end"],
+                           "score": ln["confidence"]}])]
+        for run in runs:
+            s, e = float(run.words[0]["start"]), float(max(w["end"] for w in run.words))
+            text = ln["text"] if len(runs) == 1 else " ".join(w["word"] for w in run.words)
+            if ln["text_source"] == "asr":
+                text_conf = float(np.mean([w["score"] or 0.0 for w in run.words]))
+            else:
+                text_conf = float(ln["confidence"] or 0.0)
+            rows.append({
+                "episode": episode, "start": s, "end": e, "speaker": run.speaker,
+                "character": None, "text": text, "words": run.words if words else [],
+                "language": language,
+                "overlap": concurrent or _is_overlap(turns, run.speaker, s, e),
+                "text_source": ln["text_source"],
+                "speaker_confidence": _speaker_confidence(turns, run.speaker, s, e),
+                "text_confidence": round(text_conf, 4), "subtitle_name": ln["name"],
+                "emotion": None, "audio_path": None,
+            })
+    rows.sort(key=lambda r: (r["start"], r["speaker"] or "", r["end"]))
+    seen: set[str] = set()
+    for r in rows:
+        ms = max(0, round(r["start"] * 1000))
+        while (uid := utterance_id(episode, ms / 1000)) in seen:
+            ms += 1  # two turns starting in the same millisecond (overlapping speech)
+        seen.add(uid)
+        r["id"] = uid
+    return pl.DataFrame(rows, schema=UTTERANCE_SCHEMA)
+
+
+def turn_problems(df: pl.DataFrame, duration: float | None, tol: float = 0.05) -> dict[str, int]:
+    """Counts of rows that break the utterance invariants (all zero when healthy)."""
+    if df.is_empty():
+        return {"negative_duration": 0, "outside_episode": 0, "words_outside_turn": 0,
+                "duplicate_ids": 0}
+    neg = df.filter(pl.col("end") < pl.col("start")).height
+    outside = df.filter((pl.col("start") < -tol) | (pl.col("end") > (duration or 1e18) + tol)
+                        ).height
+    bad_words = 0
+    for s, e, ws in df.select("start", "end", "words").iter_rows():
+        bad_words += sum(1 for w in ws or [] if w["start"] < s - tol or w["end"] > e + tol
+                         or w["end"] < w["start"])
+    dup = df.height - df.get_column("id").n_unique() if "id" in df.columns else 0
+    return {"negative_duration": neg, "outside_episode": outside,
+            "words_outside_turn": bad_words, "duplicate_ids": dup}

@@ -44,10 +44,14 @@ def voice():
 
 @pytest.fixture(scope="module")
 def lines(voice) -> list[np.ndarray]:
-    """Three spoken lines at 44.1 kHz, peak-normalised to 0.5."""
+    """Three spoken lines at 44.1 kHz, peak-normalised to 0.5; Piper's prosody noise off, so
+    every run measures the same audio."""
+    import piper
+
+    quiet = piper.SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     out = []
     for text in LINES:
-        x = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+        x = np.concatenate([c.audio_float_array for c in voice.synthesize(text, quiet)])
         x = resample(x, voice.config.sample_rate, SR)
         out.append(0.5 * x / np.max(np.abs(x)))
     return out

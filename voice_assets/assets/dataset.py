@@ -87,19 +87,25 @@ def emotion_features(context: dg.AssetExecutionContext, emotion_recognizer: Emot
 
 
 class ClipsConfig(dg.Config):
-    """How clips are cut and gated (see voice_assets.dataset.quality for each metric)."""
+    """How clips are cut and gated (see voice_assets.dataset.quality for each metric).
 
-    sample_rate: int = Field(default=44_100, description="Dataset sample rate (>= 16000)")
-    denoise: bool = Field(default=False, description="Spectral-gate the clip's noise floor")
-    target_lufs: float = -23.0
-    scene_gap_s: float = Field(default=4.0, description="Silence that starts a new scene")
-    min_duration_s: float = 1.0
-    max_duration_s: float = 15.0
-    max_clipping_ratio: float = 0.0005
-    min_snr_db: float = 10.0
-    max_residual_music: float = 0.05
-    min_bandwidth_hz: float = 5000.0
-    reject_overlap: bool = True
+    Defaults come from the domain dataclasses, so the UI shows the values the code uses.
+    """
+
+    sample_rate: int = Field(default=ClipConfig.sample_rate,
+                             description="Dataset sample rate (>= 16000)")
+    denoise: bool = Field(default=ClipConfig.denoise,
+                          description="Spectral-gate the clip's noise floor")
+    target_lufs: float = ClipConfig.target_lufs
+    scene_gap_s: float = Field(default=ClipConfig.scene_gap_s,
+                               description="Silence that starts a new scene")
+    min_duration_s: float = QualityGates.min_duration_s
+    max_duration_s: float = QualityGates.max_duration_s
+    max_clipping_ratio: float = QualityGates.max_clipping_ratio
+    min_snr_db: float = QualityGates.min_snr_db
+    max_residual_music: float = QualityGates.max_residual_music
+    min_bandwidth_hz: float = QualityGates.min_bandwidth_hz
+    reject_overlap: bool = QualityGates.reject_overlap
 
     def clip_config(self) -> ClipConfig:
         return ClipConfig(

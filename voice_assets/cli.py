@@ -119,7 +119,7 @@ def run_pipeline(
 
     per_episode = [k for k in episode_assets if selected is None or k in selected]
     if per_episode:
-        job = defs.get_job_def("episode_pipeline")
+        job = defs.resolve_job_def("episode_pipeline")
         for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
             result = job.execute_in_process(
                 partition_key=key,
@@ -134,7 +134,7 @@ def run_pipeline(
                 click.secho(f"{key}: run {result.run_id} failed", fg="red", err=True)
     cross = [k for k in series_assets if selected is None or k in selected]
     if cross and series_outputs and ok:
-        result = defs.get_job_def("series_datasets").execute_in_process(
+        result = defs.resolve_job_def("series_datasets").execute_in_process(
             instance=instance,
             asset_selection=cross,
             raise_on_error=False,

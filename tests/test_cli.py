@@ -1,0 +1,82 @@
+"""The `voice-assets` command: ingest, headless run, status, models, as a user types them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voice_assets.synth import SynthEpisode
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return home
+
+
+def invoke(*args: str):
+    from voice_assets.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_ingest_refuses_a_text_file_renamed_mp4_and_copies_nothing(home: Path,
+                                                                   tmp_path: Path) -> None:
+    bad = tmp_path / "src" / "Show" / "Episode 1.mp4"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("this is not a video\n")
+    result = invoke("ingest", str(bad))
+    assert result.exit_code == 1
+    assert str(bad) in result.output and "not a media file" in result.output
+    assert not (home / "inbox" / "Show").exists() or not any((home / "inbox" / "Show").iterdir())
+
+
+def test_models_list_and_verify_name_the_pull_command(home: Path) -> None:
+    listing = invoke("models", "list")
+    assert listing.exit_code == 0
+    assert "whisper-tiny.en" in listing.output and "present" in listing.output
+    assert "voice-assets models pull htdemucs" in listing.output
+    missing = invoke("models", "verify", "htdemucs")
+    assert missing.exit_code == 1
+    assert "voice-assets models pull htdemucs" in missing.output
+    assert invoke("models", "verify").exit_code == 0  # every embedded model ships installed
+
+
+@pytest.mark.slow
+def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
+        home: Path, tmp_path: Path, demo_episode: SynthEpisode) -> None:
+    src = tmp_path / "src" / "Demo"
+    src.mkdir(parents=True)
+    for path in (demo_episode.video, demo_episode.subtitles):
+        shutil.copy2(path, src / Path(path).name)
+    ingested = invoke("ingest", str(src / Path(demo_episode.video).name))
+    assert ingested.exit_code == 0, ingested.output
+    key = ingested.output.split()[0]
+    assert key == "demo__episode-01"
+    assert (home / "inbox" / "Demo" / Path(demo_episode.subtitles).name).exists()
+
+    assert invoke("run", "--episode", "nope").exit_code != 0
+    ran = invoke("run", "--episode", key, "--select", "episode_media+")
+    assert ran.exit_code == 0, ran.output
+
+    status = invoke("status")
+    assert status.exit_code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in status.output.splitlines()[1:]}
+    for asset in ("episode_media", "episode_audio", "stems", "diarization", "utterances",
+                  "clips"):
+        assert rows[asset] == ["x"], status.output
+    assert "never" not in rows["dataset_exports"], status.output
+
+    import duckdb
+
+    with duckdb.connect(str(home / "tables.duckdb"), read_only=True) as con:
+        n = con.execute("select count(*) from voice_assets.utterances where episode = ?",
+                        [key]).fetchone()[0]
+    assert n >= len([u for u in demo_episode.utterances if not u.interjection]) - 2
+    # The run went into the instance the UI reads.
+    assert any((home / "dagster").rglob("*.db"))

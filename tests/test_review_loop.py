@@ -679,3 +679,42 @@ def test_token_appears_in_no_log_config_or_metadata(
     leaks = [h[:200] for h in haystack if token in h]
     assert not leaks
     assert os.environ.get(API_KEY_ENV) == token  # the runs really authenticated with it
+
+
+@pytest.mark.slow
+def test_demo_episode_through_the_real_pipeline_to_review_tasks(loop: Loop, demo_episode):
+    """The generated demo episode, run by the real models, lands as pre-annotated tasks."""
+    import shutil
+
+    from voice_assets.definitions import all_assets, defs
+    from voice_assets.partitions import episode_key
+
+    folder = loop.layout.inbox / "Demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (demo_episode.video, demo_episode.subtitles):
+        shutil.copy2(path, folder / Path(path).name)
+    key = episode_key("Demo", Path(demo_episode.video).stem)
+    loop.instance.add_dynamic_partitions("episodes", [key])
+    graph = defs.resolve_asset_graph()
+    selection = dg.AssetSelection.assets("review_tasks").upstream().resolve(graph)
+    resources = {**default_resources(loop.layout), **loop.resources()}
+    result = dg.materialize(all_assets, selection=list(selection), partition_key=key,
+                            instance=loop.instance, resources=resources, raise_on_error=False)
+    assert result.success, [e.event_specific_data for e in result.all_events if e.is_failure]
+
+    utter = loop.table("utterances", key)
+    series = next(p for p in loop.client.projects() if p.kind == UTTERANCE_REVIEW
+                  and p.series == "demo")
+    tasks = loop.client.episode_tasks(series.id, key)
+    turns = [turn for t in tasks for turn in t["data"]["turns"]]
+    assert len(turns) == utter.height >= 15
+    assert sorted(tn["text"] for tn in turns) == sorted(utter["text"].to_list())
+    for task in tasks:
+        (pred,) = task["predictions"]
+        assert pred["model_version"].startswith("voice-assets ")
+        assert {r["id"] for r in pred["result"] if r["from_name"] == "speaker"} == {
+            tn["region"] for tn in task["data"]["turns"]}
+    naming = next(p for p in loop.client.projects() if p.kind == SPEAKER_NAMING
+                  and p.series == "demo")
+    speakers = {t["data"]["speaker"] for t in loop.client.episode_tasks(naming.id, key)}
+    assert len(speakers) == len(demo_episode.characters)

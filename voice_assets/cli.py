@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,10 @@ import click
 from voice_assets.cli_labelstudio import labelstudio
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.paths import Layout
+from voice_assets.progress import tqdm_progress
+
+# webrtcvad and pyworld import pkg_resources (pinned setuptools keeps it): not the user's concern.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
 def _layout() -> Layout:
@@ -239,7 +244,8 @@ def demo(series: str, n_episodes: int, seed: int, no_run: bool) -> None:
     layout = _layout()
     keys = []
     for i in range(n_episodes):
-        ep = synth.demo_episode(layout.inbox, series=series, seed=seed + i, index=i + 1)
+        ep = synth.demo_episode(layout.inbox, series=series, seed=seed + i, index=i + 1,
+                                progress=tqdm_progress())
         keys.append(episode_key(series, Path(ep.video).stem))
         click.echo(f"generated {ep.video}")
     if no_run:
@@ -321,9 +327,10 @@ def bench(episode: str | None, as_json: bool) -> None:
         source = inbox.resolve_episode(layout.inbox, episode)
         media, subtitles = source.path, source.subtitle
     else:
-        ep = synth.demo_episode(layout.home / "bench", series="demo", seed=0, index=1)
+        ep = synth.demo_episode(layout.home / "bench", series="demo", seed=0, index=1,
+                                progress=tqdm_progress())
         media, subtitles = Path(ep.video), Path(ep.subtitles)
-    report = benchmark.run_benchmark(media, subtitles)
+    report = benchmark.run_benchmark(media, subtitles, progress=tqdm_progress())
     click.echo(
         json.dumps(report.to_dict(), indent=2) if as_json else benchmark.format_table(report)
     )

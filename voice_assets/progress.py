@@ -28,3 +28,23 @@ def logging_progress(
         logger.info("%s: %d/%d (%d%%)", stage, done, total, pct)
 
     return report
+
+
+def tqdm_progress() -> Progress:
+    """Terminal progress bars, one per stage, for the CLI (closed when a stage completes)."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=max(total, 1), desc=stage, leave=False)
+        bar.total = max(total, 1)
+        bar.n = min(done, bar.total)
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            del bars[stage]
+
+    return report

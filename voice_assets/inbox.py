@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice_assets.episode_keys import assign_keys, episode_key
 from voice_assets.errors import PartitionKeyError
 from voice_assets.media.fingerprint import content_hash
 from voice_assets.media.probe import DEFAULT_LANGUAGES, language_matches
-from voice_assets.partitions import assign_keys, episode_key
 from voice_assets.paths import MEDIA_SUFFIXES, SUBTITLE_SUFFIXES
 
 CURSOR_VERSION = 1

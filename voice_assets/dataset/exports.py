@@ -35,7 +35,7 @@ import soundfile as sf
 
 from voice_assets.atomic import atomic_dir
 from voice_assets.dataset.prosody import resample
-from voice_assets.partitions import slug
+from voice_assets.episode_keys import slug
 from voice_assets.progress import Progress, silent
 
 FUSED_COLUMNS = ("id", "episode", "series", "character", "character_source", "speaker", "start",

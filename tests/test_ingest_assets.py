@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 import soundfile as sf
+from testdata import STYLES
 
 from voice_assets.assets import ingest
 from voice_assets.inbox import STABLE_TICKS
@@ -25,15 +26,6 @@ DUR = 4.0
 ASSETS = dg.load_assets_from_modules([ingest])
 CHECKS = dg.load_asset_checks_from_modules([ingest])
 
-STYLES = (
-    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
-    "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
-    "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
-    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
-    "1,2,2,2,10,10,10,1\n"
-    "Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
-    "1,2,2,8,10,10,10,1\n"
-)
 
 ASS_CP932 = r"""[Script Info]
 ScriptType: v4.00+
@@ -185,10 +177,9 @@ def test_rematerialize_is_idempotent(home: Home) -> None:
     assert sorted(p.name for p in folder.parent.iterdir()) == ["episode_audio"]  # no temp dirs
 
 
-def test_sensor_with_a_reset_cursor_does_not_redo_ingested_episodes(home: Home) -> None:
-    key, _ = _episode(home)
-    assert home.materialize(key).success
-    cursor, results = None, []
+def _ticks(home: Home, cursor: str | None) -> list:
+    """STABLE_TICKS + 1 inbox-sensor ticks (enough for a file to settle), chaining the cursor."""
+    results = []
     for _ in range(STABLE_TICKS + 1):
         with dg.build_sensor_context(
             cursor=cursor,
@@ -198,20 +189,21 @@ def test_sensor_with_a_reset_cursor_does_not_redo_ingested_episodes(home: Home) 
             result = inbox_sensor(ctx)
         cursor = result.cursor
         results.append(result)
+    return results
+
+
+def test_sensor_with_a_reset_cursor_does_not_redo_ingested_episodes(home: Home) -> None:
+    key, _ = _episode(home)
+    assert home.materialize(key).success
+    results = _ticks(home, None)
+    cursor = results[-1].cursor
     assert all(not r.run_requests for r in results)
     last = results[-1].skip_reason
     assert last is not None and "1 unchanged" in last.skip_message
     home.show("Episode 01.ja.ass").write_bytes(
         ASS_CP932.replace("行くぞ", "行こう").encode("cp932")  # an edited subtitle
     )
-    for _ in range(STABLE_TICKS + 1):
-        with dg.build_sensor_context(
-            cursor=cursor,
-            instance=home.instance,
-            resources={"storage": StorageResource(home=str(home.layout.home))},
-        ) as ctx:
-            result = inbox_sensor(ctx)
-        cursor = result.cursor
+    result = _ticks(home, cursor)[-1]
     assert [r.partition_key for r in result.run_requests or []] == [key]
 
 

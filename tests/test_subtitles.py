@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testdata import STYLES
 
 from voice_assets.errors import SubtitleError
 from voice_assets.media.subtitles import (
@@ -14,16 +15,6 @@ from voice_assets.media.subtitles import (
     split_speaker,
 )
 from voice_assets.media.tables import EPISODE_SUBTITLES_SCHEMA, subtitles_table
-
-STYLES = (
-    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
-    "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
-    "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
-    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
-    "1,2,2,2,10,10,10,1\n"
-    "Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
-    "1,2,2,8,10,10,10,1\n"
-)
 
 ASS = r"""[Script Info]
 ScriptType: v4.00+

@@ -225,3 +225,15 @@ def demo_mixture(episode: Any, workdir: Path) -> Path:
     video = demo_path(episode, "video", "media", "path")
     audio = decode_episode_audio(video, probe_media(video).audio.index, workdir)
     return Path(audio.dataset_path)
+
+
+# The [V4+ Styles] section of the .ass files the subtitle and ingest tests write.
+STYLES = (
+    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
+    "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
+    "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
+    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
+    "1,2,2,2,10,10,10,1\n"
+    "Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
+    "1,2,2,8,10,10,10,1\n"
+)

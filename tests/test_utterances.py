@@ -76,6 +76,10 @@ def test_one_word_blip_at_a_turn_boundary_stays_with_its_line():
     aligned = _aligned([{"text": "I told you already.", "words": words}])
     diar = _diar([(0.9, 1.7, "SPK_00", False), (1.7, 3.0, "SPK_01", False)])
     out = fuse_utterances(EP, aligned, diar)
+    # SPK_01's speech after the line has no transcript: it is kept as an untranscribed row.
+    extra = out.filter(pl.col("text_source") == "none")
+    assert extra.select("start", "end", "speaker", "text").rows() == [(2.1, 3.0, "SPK_01", "")]
+    out = out.filter(pl.col("text_source") != "none")
     assert out.height == 1
     assert out.row(0, named=True)["speaker"] == "SPK_00"
     assert out.row(0, named=True)["text"] == "I told you already."
@@ -149,3 +153,16 @@ def test_overlapped_tail_stays_with_its_line_when_a_concurrent_line_explains_the
         "The snow is here, let us go sledding!", "It rained on my birthday."]
     assert out.get_column("speaker").to_list() == ["SPK_00", "SPK_01"]
     assert out.get_column("overlap").to_list() == [True, True]
+
+
+def test_diarized_speech_without_any_transcript_still_gets_its_rows():
+    # ASR heard nothing in 0-3 s; diarization found two voices there.
+    words = _words([("Hello", 4.0, 4.4), ("there.", 4.4, 4.9)])
+    aligned = _aligned([{"text": "Hello there.", "words": words}])
+    diar = _diar([(0.5, 1.6, "SPK_00", False), (1.7, 1.9, "SPK_01", False),
+                  (2.0, 3.0, "SPK_01", False), (3.9, 5.0, "SPK_00", False)])
+    out = fuse_utterances(EP, aligned, diar)
+    assert out.select("start", "end", "speaker", "text_source").rows() == [
+        (0.5, 1.6, "SPK_00", "none"), (1.7, 3.0, "SPK_01", "none"),
+        (4.0, 4.9, "SPK_00", "subtitle")]
+    assert turn_problems(out, duration=6.0)["duplicate_ids"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from voice_assets import assets as assets_package
+from voice_assets.assets.human_input import corrections, speaker_names
 from voice_assets.partitions import episodes
 from voice_assets.resources import default_resources
 from voice_assets.sensors import all_sensors
@@ -58,7 +59,7 @@ if any(
     )
 
 defs = dg.Definitions(
-    assets=all_assets,
+    assets=[*all_assets, corrections, speaker_names],
     asset_checks=all_checks,
     jobs=jobs,
     sensors=all_sensors(),

@@ -70,3 +70,23 @@ def bar_png(values: Mapping[str, float], xlabel: str, title: str = "") -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return _png(fig)
+
+
+def stacked_bar_png(values: Mapping[str, Mapping[str, float]], xlabel: str,
+                    title: str = "") -> bytes:
+    """One bar per row key, stacked by the inner keys (e.g. minutes per character by episode)."""
+    rows = sorted(values, key=lambda r: -sum(values[r].values()))
+    parts = sorted({p for r in rows for p in values[r]})
+    fig, ax = plt.subplots(figsize=(7, 0.7 + 0.35 * max(1, len(rows))))
+    cmap = plt.get_cmap("tab20")
+    left = np.zeros(len(rows))
+    for i, part in enumerate(parts):
+        widths = np.array([values[r].get(part, 0.0) for r in rows])
+        ax.barh(rows, widths, left=left, color=cmap(i % 20), label=part)
+        left += widths
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    if parts:
+        ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)

@@ -8,6 +8,8 @@ import polars as pl
 from pydantic import Field
 
 from voice_assets.assets.common import episode_asset_kwargs
+from voice_assets.characters.cast import load_cast
+from voice_assets.characters.store import load_maps
 from voice_assets.errors import MediaError
 from voice_assets.progress import logging_progress
 from voice_assets.resources.label_studio import LabelStudioResource
@@ -68,6 +70,16 @@ def _model_version(speaker_embeddings: pl.DataFrame, utterances: pl.DataFrame) -
     return "; ".join(parts)
 
 
+def series_characters(
+    storage: StorageResource, series: str, confirmed: pl.DataFrame
+) -> list[str]:
+    """Every character of the series a reviewer may pick: the cast, named and voice ids."""
+    cast = load_cast(storage.layout.inbox, series)
+    maps = load_maps(storage.layout.database, series)
+    mapped = set(maps["character"].drop_nulls().to_list()) if maps.height else set()
+    return sorted(set(cast.names) | mapped | set(names.known_characters(confirmed)))
+
+
 # speaker_embeddings is read straight from DuckDB (optional: without it, no voice matching), so
 # this asset loads even in a code location that does not define that asset.
 @dg.asset(
@@ -105,7 +117,7 @@ def review_tasks(
 
     speaker_embeddings = names.load_speaker_embeddings(storage.layout.database, episode)
     confirmed = names.load_confirmed_names(storage.layout.database, series)
-    characters = names.known_characters(confirmed)
+    characters = series_characters(storage, series, confirmed)
     suggestions = names.suggest_names(
         speaker_embeddings, confirmed, config.name_match_threshold, episode=episode
     )

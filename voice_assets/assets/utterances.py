@@ -7,7 +7,10 @@ import dagster as dg
 import polars as pl
 
 from voice_assets.assets.common import episode_asset_kwargs, png_md
-from voice_assets.plots import timeline_png
+from voice_assets.assets.human_input import CORRECTIONS
+from voice_assets.characters.cast import load_cast
+from voice_assets.characters.mapping import apply_character_map, series_of
+from voice_assets.plots import bar_png, timeline_png
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review.corrections import apply_corrections, load_corrections
 from voice_assets.speech.fusion import fuse_utterances, turn_problems
@@ -18,6 +21,7 @@ MIN_SPEECH_S = 5.0
 @dg.asset(
     **episode_asset_kwargs,
     group_name="speech",
+    deps=[CORRECTIONS],
     check_specs=[
         dg.AssetCheckSpec("utterances_not_empty_where_speech", asset="utterances"),
         dg.AssetCheckSpec("turns_inside_episode", asset="utterances"),
@@ -28,15 +32,19 @@ MIN_SPEECH_S = 5.0
 )
 def utterances(context: dg.AssetExecutionContext, storage: StorageResource,
                aligned_transcript: pl.DataFrame, diarization: pl.DataFrame,
-               episode_audio: pl.DataFrame, transcript: pl.DataFrame) -> Iterator[Any]:
-    """One row per speaker turn: subtitle (or ASR) text, diarization speaker, word times;
-    human corrections from the review loop applied last so a re-run never loses them."""
+               character_map: pl.DataFrame, episode_audio: pl.DataFrame,
+               transcript: pl.DataFrame) -> Iterator[Any]:
+    """One row per speaker turn: subtitle (or ASR) text, diarization speaker, the series
+    character of that speaker (from the character map), word times; human corrections from
+    the review loop applied last so a re-run never loses them."""
     episode = context.partition_key
     duration = (float(episode_audio.get_column("duration_s")[0])
                 if not episode_audio.is_empty() else None)
     language = (str(transcript.get_column("language")[0])
                 if not transcript.is_empty() else None)
     df = fuse_utterances(episode, aligned_transcript, diarization, language)
+    df = apply_character_map(df, character_map,
+                             load_cast(storage.layout.inbox, series_of(episode)).canonical)
 
     # Human corrections: the one place they enter the pipeline.
     df = apply_corrections(df, load_corrections(storage.layout.database, episode))
@@ -45,8 +53,12 @@ def utterances(context: dg.AssetExecutionContext, storage: StorageResource,
     minutes = float((df.get_column("end") - df.get_column("start")).sum() or 0.0) / 60.0
     turns = [(float(s), float(e), str(spk)) for s, e, spk in
              df.select("start", "end", "speaker").iter_rows()]
+    characters = sorted(c for c in df.get_column("character").drop_nulls().unique().to_list())
     meta: dict[str, Any] = {
         "utterances": len(df), "speakers": len(speakers), "speaker_ids": ", ".join(speakers),
+        "characters": ", ".join(characters),
+        "named_rows": int(df.filter(~pl.col("character_source").is_in(
+            ["voice-id", "background"]) & pl.col("character").is_not_null()).height),
         "minutes": round(minutes, 2),
         "overlapping": int(df.get_column("overlap").sum() or 0),
         "from_subtitles": int((df.get_column("text_source") == "subtitle").sum()),
@@ -56,6 +68,13 @@ def utterances(context: dg.AssetExecutionContext, storage: StorageResource,
     if turns:
         meta["timeline"] = png_md(timeline_png(turns, duration or max(e for _, e, _ in turns),
                                                f"{episode}: utterances by speaker"), "timeline")
+        by_char = (df.filter(pl.col("character").is_not_null()).group_by("character")
+                   .agg(((pl.col("end") - pl.col("start")).sum() / 60).alias("m"))
+                   .sort("m", descending=True))
+        if by_char.height:
+            meta["minutes_per_character"] = png_md(bar_png(
+                dict(zip(by_char["character"], by_char["m"], strict=True)), "minutes",
+                f"{episode}: utterance minutes per character"), "minutes per character")
     yield dg.Output(df, metadata=meta)
 
     speech_s = float((diarization.get_column("end") - diarization.get_column("start")).sum()

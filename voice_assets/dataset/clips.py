@@ -81,10 +81,10 @@ def series_of(episode: str) -> str:
 
 
 def resolve_character(utterances: pl.DataFrame) -> pl.DataFrame:
-    """Add ``character`` = a person's name for the speaker, else `<episode>:<speaker>`.
+    """Add ``character`` = the series character of the turn (from the character map: a name,
+    ``voice-NN`` or ``background``), else `<episode>:<speaker>` for a turn the map left open.
 
-    The one place that decides who a clip belongs to: when automatic identification fills
-    ``character`` upstream (and says so in ``character_source``), nothing downstream changes.
+    The one place that decides who a clip belongs to; ``character_source`` says why.
     """
     if "character" not in utterances.columns:
         utterances = utterances.with_columns(pl.lit(None, dtype=pl.Utf8).alias("character"))
@@ -360,7 +360,8 @@ def _one_clip(u: Mapping[str, Any], vocals: SpanReader, mixture: SpanReader, bac
     reasons = reject_reasons(duration_s=duration, clipping=clip_ratio, snr_db=snr,
                              residual_music=music, bandwidth=bw, text=u.get("text"),
                              overlap=u.get("overlap"), gates=cfg.gates,
-                             review_flags=list(u.get("review_flags") or []))
+                             review_flags=list(u.get("review_flags") or []),
+                             character=u.get("character"))
     peak = float(np.max(np.abs(y)))
     return {**base, "audio_path": str(path), "source_lufs": _finite(src_lufs),
             "loudness_lufs": _finite(out_lufs), "peak_dbfs": _finite(20 * np.log10(peak + 1e-12)),

@@ -188,7 +188,8 @@ class QualityGates:
 
 
 # Order matters only for `reject_reason` (the first failing gate); all are listed in reasons.
-REJECT_REASONS = ("silent", "not_dialogue", "music", "clipping", "too_short", "too_long", "no_text",
+REJECT_REASONS = ("silent", "not_dialogue", "background", "music", "clipping", "too_short",
+                  "too_long", "no_text",
                   "overlap",
                   "residual_music", "low_snr", "low_bandwidth")
 
@@ -196,11 +197,13 @@ REJECT_REASONS = ("silent", "not_dialogue", "music", "clipping", "too_short", "t
 def reject_reasons(*, duration_s: float, clipping: float, snr_db: float, residual_music: float,
                    bandwidth: float, text: str | None, overlap: bool | None,
                    gates: QualityGates, silent: bool = False,
-                   review_flags: list[str] | None = None) -> list[str]:
+                   review_flags: list[str] | None = None,
+                   character: str | None = None) -> list[str]:
     """Every gate the clip fails, in REJECT_REASONS order; empty means keep.
 
     ``review_flags`` are a person's verdicts from Label Studio ("not dialogue", "music"):
-    they reject the clip whatever the metrics say.
+    they reject the clip whatever the metrics say. A ``background`` character (crowds, one-line
+    extras) is nobody's voice dataset.
     """
     out: list[str] = []
     if silent:
@@ -208,6 +211,8 @@ def reject_reasons(*, duration_s: float, clipping: float, snr_db: float, residua
     flags = set(review_flags or [])
     if "not dialogue" in flags:
         out.append("not_dialogue")
+    if character == "background":
+        out.append("background")
     if "music" in flags:
         out.append("music")
     if clipping > gates.max_clipping_ratio:

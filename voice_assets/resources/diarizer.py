@@ -105,3 +105,28 @@ class DiarizerResource(dg.ConfigurableResource):
             get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
         )
         return dia.diarize_embed_cluster(samples16k, regions, encoder, self.params(), progress)
+
+    def embed_reference(self, samples16k: np.ndarray, layout: Layout | None = None
+                        ) -> tuple[np.ndarray, str] | None:
+        """One unit embedding of a clean solo clip, in the space of ``speaker_embeddings``.
+
+        None for a backend whose speaker embeddings this resource cannot reproduce (pyannote
+        embeds inside its pipeline); the caller says that reference clips were not used.
+        """
+        if self.backend != "embed-cluster":
+            return None
+        layout = layout or Layout.from_env()
+        encoder = SpeakerEncoder(
+            get("resemblyzer-ge2e").require(layout), device=resolve_device(self.device),
+            batch_size=self.batch_size,
+        )
+        x = np.asarray(samples16k, dtype=np.float32).reshape(-1)
+        rate = dia.SAMPLE_RATE
+        last = max(0.0, x.size / rate - self.window_s)
+        starts = np.arange(0.0, last + 1e-9, self.hop_s) if last > 0 else np.zeros(1)
+        emb = encoder.embed_windows(x, starts, self.window_s)
+        emb = emb[np.linalg.norm(emb, axis=1) > 1e-6]
+        if not emb.size:
+            return None
+        mean = emb.mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-9), "resemblyzer-ge2e"

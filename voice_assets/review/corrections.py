@@ -30,6 +30,8 @@ from voice_assets.review.tasks import (
     CLUSTER_NONE,
     CLUSTER_ONE,
     FLAG_CHOICES,
+    SCOPE_THIS_SPEAKER,
+    SCOPE_WHOLE_VOICE,
     SPEAKER_NAMING,
     UTTERANCE_REVIEW,
     series_of,
@@ -38,9 +40,12 @@ from voice_assets.review.tasks import (
 SCHEMA = "voice_assets"
 TABLE = "corrections"
 
+# The speaker-naming "scope" choice: a name for the whole series voice, or a split.
+SCOPE_CHOICES = {SCOPE_WHOLE_VOICE: "voice", SCOPE_THIS_SPEAKER: "speaker"}
+
 # Fields of utterance-level rows, then speaker-level rows.
 UTTERANCE_FIELDS = ("speaker", "character", "text", "emotion", "flags", "start", "end", "added")
-SPEAKER_FIELDS = ("speaker_name", "speaker_cluster")
+SPEAKER_FIELDS = ("speaker_name", "speaker_cluster", "speaker_scope")
 
 # Columns apply_corrections adds to utterances (always, so the table schema never changes).
 REVIEW_FLAGS = "review_flags"
@@ -437,6 +442,7 @@ def parse_annotation(
         speaker = data.get("speaker")
         spans = data.get("spans") or []
         typed = choice = cluster = None
+        scope = "voice"
         for item in record.result:
             value = item.get("value") or {}
             if item.get("from_name") == "name":
@@ -445,15 +451,22 @@ def parse_annotation(
                 choice = value["choices"][0]
             elif item.get("from_name") == "cluster" and value.get("choices"):
                 cluster = value["choices"][0]
+            elif item.get("from_name") == "scope" and value.get("choices"):
+                scope = SCOPE_CHOICES.get(value["choices"][0], scope)
         cluster = cluster or CLUSTER_ONE
         name = (typed or choice) if cluster == CLUSTER_ONE else None
         first = min((s for s, _ in spans), default=None)
         last = max((e for _, e in spans), default=None)
         spans_json = json.dumps(spans)
         target = _target(None, speaker)
+        scope_key = (record.annotation_id, episode, target, "speaker_scope")
+        old_scope = prior.get(scope_key, "voice")
+        if scope != old_scope:
+            # Emitted before the name, so the name row recorded with it carries the new scope.
+            emit(None, speaker, first, last, "speaker_scope", old_scope, scope, spans_json)
         key = (record.annotation_id, episode, target, "speaker_name")
         if key in prior:
-            if prior[key] != name:
+            if prior[key] != name or (scope != old_scope and name is not None):
                 emit(None, speaker, first, last, "speaker_name", prior[key], name, spans_json)
         elif name is not None or cluster != CLUSTER_ONE:
             # The first confirmation is a correction even when it equals the suggestion:
@@ -535,6 +548,8 @@ def _set_field(row: dict[str, Any], field: str, value: str | None) -> None:
         row["character"] = value
         if "character_source" in row:
             row["character_source"] = "human"
+        if "character_confidence" in row:
+            row["character_confidence"] = 1.0
     elif field == "speaker":
         row["speaker"] = value
     elif field == "text":
@@ -638,17 +653,19 @@ def apply_corrections(utterances: pl.DataFrame, corrections: pl.DataFrame | None
             elif idx is not None and c["field"] in ("start", "end", "speaker"):
                 _set_field(rows[idx], c["field"], c["new_value"])
                 mark(rows[idx], c["correction_id"])
-        # 2) speaker-wide names and cluster verdicts, following the voice's turns
+        # 2) speaker-wide verdicts, following the voice's turns. Speaker names are not applied
+        #    here: the character map resolves them for the whole series voice (merges and
+        #    splits included) and utterances take their character from it.
         for c in spk:
+            if c["field"] != "speaker_cluster":
+                continue
             current = _match_speaker(rows, c["speaker"], c["spans"])
             if current is None:
                 continue
             for row in rows:
                 if row.get("speaker") != current:
                     continue
-                if c["field"] == "speaker_name":
-                    _set_field(row, "character", c["new_value"])
-                elif c["new_value"] == CLUSTER_NONE:
+                if c["new_value"] == CLUSTER_NONE:
                     _add_flag(row, "not dialogue")
                 mark(row, c["correction_id"])
         # 3) per-turn fields

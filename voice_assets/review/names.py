@@ -27,6 +27,7 @@ NAMES_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.Utf8(),
     "speaker": pl.Utf8(),
     "name": pl.Utf8(),
+    "scope": pl.Utf8(),
     "embedding": pl.List(pl.Float32()),
     "embedding_model": pl.Utf8(),
     "correction_id": pl.Utf8(),
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     episode VARCHAR NOT NULL,
     speaker VARCHAR NOT NULL,
     name VARCHAR,
+    scope VARCHAR,
     embedding FLOAT[],
     embedding_model VARCHAR,
     correction_id VARCHAR PRIMARY KEY,
@@ -60,6 +62,9 @@ def empty_names() -> pl.DataFrame:
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
     ensure_schema(con)
     con.execute(_DDL.format(table=qualified(con, TABLE)))
+    # Tables made before names had a scope ("voice": the whole series voice, "speaker": only
+    # this episode speaker).
+    con.execute(f"ALTER TABLE {qualified(con, TABLE)} ADD COLUMN IF NOT EXISTS scope VARCHAR")
 
 
 def speaker_embeddings_of(
@@ -108,6 +113,15 @@ def name_rows_from_corrections(
     for c in wanted:
         by_episode.setdefault(c["episode"], []).append(c["speaker"])
     embeddings = {ep: speaker_embeddings_of(con, ep, spk) for ep, spk in by_episode.items()}
+    scopes = {
+        (c["annotation_id"], c["episode"], c.get("speaker")): c["new_value"]
+        for c in corrections
+        if c["field"] == "speaker_scope"
+    }
+    for c in wanted:
+        key = (c["annotation_id"], c["episode"], c["speaker"])
+        if key not in scopes:
+            scopes[key] = _stored_scope(con, *key)
     for c in wanted:
         emb, model = embeddings[c["episode"]].get(c["speaker"], ([], None))
         rows.append(
@@ -116,6 +130,7 @@ def name_rows_from_corrections(
                 "episode": c["episode"],
                 "speaker": c["speaker"],
                 "name": c["new_value"],
+                "scope": scopes.get((c["annotation_id"], c["episode"], c["speaker"]), "voice"),
                 "embedding": emb or None,
                 "embedding_model": model,
                 "correction_id": c["correction_id"],
@@ -126,6 +141,21 @@ def name_rows_from_corrections(
             }
         )
     return rows
+
+
+def _stored_scope(
+    con: duckdb.DuckDBPyConnection, annotation_id: int | None, episode: str, speaker: str
+) -> str:
+    """The scope an earlier version of this annotation gave its name ("voice" by default)."""
+    if not table_exists(con, "corrections"):
+        return "voice"
+    row = con.execute(
+        f"SELECT new_value FROM {qualified(con, 'corrections')} WHERE field = 'speaker_scope' "
+        "AND annotation_id = ? AND episode = ? AND speaker = ? "
+        "ORDER BY annotated_at DESC, recorded_at DESC LIMIT 1",
+        [annotation_id, episode, speaker],
+    ).fetchone()
+    return str(row[0]) if row and row[0] else "voice"
 
 
 def insert_names(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> int:
@@ -153,6 +183,7 @@ def load_confirmed_names(database: str | Path, series: str | None = None) -> pl.
     with connect(database) as con:
         if not table_exists(con, TABLE):
             return empty_names()
+        ensure_table(con)  # adds columns newer than the table
         sql = f"SELECT {', '.join(NAMES_SCHEMA)} FROM {qualified(con, TABLE)}"
         params: list[Any] = []
         if series is not None:

@@ -39,6 +39,8 @@ FLAG_CHOICES = ("not dialogue", "overlap", "music")
 CLUSTER_ONE = "one character"
 CLUSTER_MIXED = "several voices"
 CLUSTER_NONE = "not a character"
+SCOPE_WHOLE_VOICE = "every episode of this voice"
+SCOPE_THIS_SPEAKER = "only this episode's speaker"
 
 ENV_CONFIGS = "VOICE_ASSETS_LABEL_CONFIGS"
 
@@ -131,7 +133,7 @@ def score_utterances(utterances: pl.DataFrame, low_confidence: float = 0.6) -> p
         if row.get("overlap"):
             score = max(score, 0.7)
             reasons.append("overlapping voices")
-        if not character:
+        if not character or _unnamed(character):
             score = max(score, 0.2)
         priorities.append(round(min(1.0, score), 4))
         reasons_all.append(reasons)
@@ -139,6 +141,12 @@ def score_utterances(utterances: pl.DataFrame, low_confidence: float = 0.6) -> p
         pl.Series("priority", priorities, dtype=pl.Float64),
         pl.Series("reasons", reasons_all, dtype=pl.List(pl.Utf8)),
     )
+
+
+def _unnamed(character: str) -> bool:
+    """A series voice id (``voice-07``) or ``background``: a character nobody named yet."""
+    text = str(character).casefold()
+    return text == "background" or (text.startswith("voice-") and text[6:].isdigit())
 
 
 def _norm_name(value: Any) -> str | None:
@@ -215,7 +223,10 @@ def build_utterance_tasks(
         return []
     scored = score_utterances(utterances, low_confidence)
     speakers = sorted({s for s in scored["speaker"].to_list() if s})
-    names = sorted(set(characters) | {c for c in scored["character"].to_list() if c})
+    names = sorted(
+        set(characters) | {c for c in scored["character"].to_list() if c},
+        key=lambda n: (_unnamed(n), n.casefold()),
+    )
     specs: list[TaskSpec] = []
     for chunk in chunk_turns(scored, max_chunk_s=max_chunk_s, max_turns=max_turns):
         rows = chunk.to_dicts()
@@ -386,7 +397,11 @@ def build_speaker_tasks(
         if n
     }
     suggested = {s["name"] for s in sugg.values() if s["name"]}
-    names = sorted(set(characters) | subtitle_names | suggested)
+    in_map = {c for c in utterances["character"].to_list() if c and not _unnamed(c)}
+    names = sorted(
+        set(characters) | subtitle_names | suggested | in_map,
+        key=lambda n: (_unnamed(n), n.casefold()),
+    )
     specs: list[TaskSpec] = []
     groups = utterances.filter(pl.col("speaker").is_not_null()).group_by("speaker")
     for group_key, group in sorted(groups, key=lambda g: g[0][0]):
@@ -394,7 +409,10 @@ def build_speaker_tasks(
         turns = group.sort("start")
         spans = [(float(s), float(e)) for s, e in turns.select("start", "end").rows()]
         clips = best_turns(turns)
-        current = Counter(c for c in turns["character"].to_list() if c).most_common(1)
+        current = Counter(
+            c for c in turns["character"].to_list() if c and not _unnamed(c)
+        ).most_common(1)
+        voices = Counter(c for c in turns["character"].to_list() if c and _unnamed(c))
         hint_parts = [f"{len(spans)} turn(s), {sum(e - s for s, e in spans):.0f} s of speech"]
         sub_col = turns["subtitle_name"].to_list() if "subtitle_name" in turns.columns else []
         subs = Counter(n for n in sub_col if n).most_common(3)
@@ -402,8 +420,37 @@ def build_speaker_tasks(
             hint_parts.append("subtitles name: " + ", ".join(f"{n} ×{k}" for n, k in subs))
         predicted, score = None, 0.0
         if current:
-            predicted, score = current[0][0], 1.0
-            hint_parts.append(f"currently named {predicted}")
+            predicted = current[0][0]
+            sources = Counter(
+                s
+                for c, s in zip(
+                    turns["character"].to_list(),
+                    turns["character_source"].to_list()
+                    if "character_source" in turns.columns
+                    else [None] * turns.height,
+                    strict=True,
+                )
+                if c == predicted and s
+            )
+            confs = [
+                float(v)
+                for c, v in zip(
+                    turns["character"].to_list(),
+                    turns["character_confidence"].to_list()
+                    if "character_confidence" in turns.columns
+                    else [1.0] * turns.height,
+                    strict=True,
+                )
+                if c == predicted and v is not None
+            ]
+            score = round(float(np.mean(confs)), 4) if confs else 1.0
+            how = f" from {sources.most_common(1)[0][0]}" if sources else ""
+            hint_parts.append(f"currently {predicted}{how} (confidence {score:.2f})")
+        elif voices:
+            hint_parts.append(
+                f"series voice {voices.most_common(1)[0][0]}: naming it names every episode"
+                " of that voice"
+            )
         elif speaker in sugg and sugg[speaker]["name"]:
             predicted, score = sugg[speaker]["name"], float(sugg[speaker]["score"])
             hint_parts.append(

@@ -1,4 +1,4 @@
-"""Sensors: the inbox watcher and the Label Studio corrections puller."""
+"""Sensors: the inbox watcher, the Label Studio corrections puller, character re-mapping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import dagster as dg
 
 def all_sensors() -> list[dg.SensorDefinition]:
     """Every sensor of the code location (imported lazily to keep definitions cheap)."""
+    from voice_assets.sensors.characters import character_names_sensor
     from voice_assets.sensors.corrections import label_studio_corrections_sensor
     from voice_assets.sensors.inbox import inbox_sensor
 
-    return [inbox_sensor, label_studio_corrections_sensor]
+    return [inbox_sensor, label_studio_corrections_sensor, character_names_sensor]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from voice_assets.assets.human_input import CORRECTIONS, SPEAKER_NAMES
 from voice_assets.errors import ServiceUnavailableError
 from voice_assets.partitions import episodes
 from voice_assets.resources.label_studio import LabelStudioResource
@@ -126,7 +127,15 @@ def label_studio_corrections_sensor(
     partitioned, series_level = corrected_assets(context)
     requests = _series_followups(context, cursor, series_level)
     episode_requests = []
-    for episode, ids in sorted(pulled.by_episode.items()):
+    # Names (and their scope) reach utterances through the character map, which
+    # character_names_sensor re-materializes for every episode the name changes.
+    name_only = {
+        r["correction_id"] for r in pulled.rows if r["field"] in ("speaker_name", "speaker_scope")
+    }
+    for episode, all_ids in sorted(pulled.by_episode.items()):
+        ids = [i for i in all_ids if i not in name_only]
+        if not ids:
+            continue
         if not context.instance.has_dynamic_partition(str(episodes.name), episode):
             context.log.warning(
                 f"{len(ids)} correction(s) of unknown episode partition '{episode}' recorded; "
@@ -163,8 +172,20 @@ def label_studio_corrections_sensor(
             f"annotation(s) (batch {pulled.batch_id}); {pulled.n_names} confirmed name(s); "
             f"requesting {len(episode_requests)} episode run(s)"
         )
-    if requests:
-        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+    events = []
+    if pulled.n_new_rows:
+        events.append(dg.AssetMaterialization(
+            asset_key=CORRECTIONS,
+            description="corrections recorded from Label Studio",
+            metadata={"new_rows": pulled.n_new_rows, "annotations": pulled.n_annotations,
+                      "batch": str(pulled.batch_id), "episodes": len(pulled.by_episode)}))
+    if pulled.n_names:
+        events.append(dg.AssetMaterialization(
+            asset_key=SPEAKER_NAMES,
+            description="speaker names recorded from Label Studio",
+            metadata={"new_names": pulled.n_names, "batch": str(pulled.batch_id)}))
+    if requests or events:
+        return dg.SensorResult(run_requests=requests, cursor=cursor.dump(), asset_events=events)
     why = (
         f"{pulled.n_annotations} new annotation(s), no field changed"
         if pulled.n_annotations

@@ -24,6 +24,8 @@ UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "end": pl.Float64(),
     "speaker": pl.Utf8(),
     "character": pl.Utf8(),
+    "character_confidence": pl.Float64(),
+    "character_source": pl.Utf8(),
     "text": pl.Utf8(),
     "words": pl.List(WORD_DTYPE),
     "language": pl.Utf8(),
@@ -32,6 +34,7 @@ UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "speaker_confidence": pl.Float64(),
     "text_confidence": pl.Float64(),
     "subtitle_name": pl.Utf8(),
+    "split_line": pl.Boolean(),  # the row is part of a line split at a speaker change
     "emotion": pl.Utf8(),
     "audio_path": pl.Utf8(),
 }
@@ -246,14 +249,16 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
                 text_conf = float(ln["confidence"] or 0.0)
             rows.append({
                 "episode": episode, "start": s, "end": e, "speaker": run.speaker,
-                "character": None, "text": text, "words": run.words if words else [],
+                "character": None, "character_confidence": None, "character_source": None,
+                "text": text, "words": run.words if words else [],
                 "language": language,
                 "overlap": concurrent or _is_overlap(turns, run.speaker, s, e),
                 "text_source": ln["text_source"],
                 "speaker_confidence": _speaker_confidence(turns, run.speaker, s, e),
                 "text_confidence": round(text_conf, 4), "subtitle_name": ln["name"],
-                "emotion": None, "audio_path": None,
+                "split_line": len(runs) > 1, "emotion": None, "audio_path": None,
             })
+    rows += untranscribed_rows(episode, turns, rows, language)
     rows.sort(key=lambda r: (r["start"], r["speaker"] or "", r["end"]))
     seen: set[str] = set()
     for r in rows:
@@ -263,6 +268,52 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
         seen.add(uid)
         r["id"] = uid
     return pl.DataFrame(rows, schema=UTTERANCE_SCHEMA)
+
+
+def untranscribed_rows(episode: str, turns: Turns, rows: Sequence[dict[str, Any]],
+                       language: str | None, min_s: float = 0.5,
+                       join_gap_s: float = 0.3) -> list[dict[str, Any]]:
+    """Rows for diarized speech no transcript line covers (ASR heard nothing there).
+
+    Who spoke is known even where the words are not: the row keeps the speech attributed to
+    its speaker (voice datasets without text, review, scoring) with empty text and
+    ``text_source`` "none", which the clip gates reject from transcript datasets.
+    """
+    if not len(turns):
+        return []
+    spans = sorted((r["start"], r["end"]) for r in rows)
+    pieces: list[tuple[float, float, str, bool, float]] = []
+    for k in np.argsort(turns.start, kind="stable"):
+        s, e, spk = float(turns.start[k]), float(turns.end[k]), str(turns.speaker[k])
+        free = [(s, e)]
+        for a, b in spans:
+            if b <= s or a >= e:
+                continue
+            nxt = []
+            for fs, fe in free:
+                if b <= fs or a >= fe:
+                    nxt.append((fs, fe))
+                    continue
+                if a > fs:
+                    nxt.append((fs, a))
+                if b < fe:
+                    nxt.append((b, fe))
+            free = nxt
+        for fs, fe in free:
+            if pieces and pieces[-1][2] == spk and fs - pieces[-1][1] <= join_gap_s:
+                ps, _, _, povl, pconf = pieces[-1]
+                pieces[-1] = (ps, fe, spk, povl or bool(turns.overlap[k]),
+                              min(pconf, float(turns.confidence[k])))
+            else:
+                pieces.append((fs, fe, spk, bool(turns.overlap[k]), float(turns.confidence[k])))
+    return [
+        {"episode": episode, "start": round(s, 3), "end": round(e, 3), "speaker": spk,
+         "character": None, "character_confidence": None, "character_source": None,
+         "text": "", "words": [], "language": language, "overlap": ovl, "text_source": "none",
+         "speaker_confidence": round(conf, 4), "text_confidence": 0.0, "subtitle_name": None,
+         "split_line": False, "emotion": None, "audio_path": None}
+        for s, e, spk, ovl, conf in pieces if e - s >= min_s
+    ]
 
 
 def turn_problems(df: pl.DataFrame, duration: float | None, tol: float = 0.05) -> dict[str, int]:

@@ -1,0 +1,265 @@
+"""Characters: each episode's speakers mapped to series characters, and the series registry.
+
+``character_map`` (per episode) links the episode's diarized speakers into the series voice
+ledger and names them from the evidence at hand (human names, subtitle Name fields, reference
+clips of ``characters.yaml``, other episodes of the same voice); ``character_registry`` (per
+series, every episode) lists the characters with their aliases, voices and voice prototypes.
+Human input enters through ``speaker_names`` (names given in Label Studio, recorded by the
+corrections sensor), which the lineage graph shows upstream of the map.
+"""
+
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.human_input import SPEAKER_NAMES
+from voice_assets.characters.cast import Cast, CastError, find_cast_file, load_cast
+from voice_assets.characters.mapping import (
+    MAP_SCHEMA,
+    REGISTRY_SCHEMA,
+    EpisodeEvidence,
+    map_episode,
+    prototype_drift,
+    registry_table,
+    series_of,
+)
+from voice_assets.characters.naming import HumanName, NamingConfig, Reference
+from voice_assets.characters.store import (
+    locked_ledger,
+    read_ledger,
+    write_ledger,
+    write_references,
+)
+from voice_assets.characters.voices import LinkConfig
+from voice_assets.episode_keys import slug
+from voice_assets.plots import bar_png, stacked_bar_png
+from voice_assets.resources.diarizer import DiarizerResource
+from voice_assets.resources.storage import StorageResource
+from voice_assets.review.names import load_confirmed_names
+from voice_assets.speech.audio_io import read_mono
+
+GROUP = "characters"
+DRIFT_COSINE = 0.92  # two characters' prototypes this close are probably one voice
+
+
+def _md_table(df: pl.DataFrame) -> str:
+    if df.is_empty():
+        return "(none)"
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        return "" if v is None else str(v).replace("|", "\\|")
+
+    return head + "\n".join("| " + " | ".join(cell(v) for v in r) + " |" for r in df.iter_rows())
+
+
+def human_names(database: Path, series: str) -> list[HumanName]:
+    """Confirmed names of the series' speakers, as the naming code takes them."""
+    df = load_confirmed_names(database, series)
+    return [
+        HumanName(r["episode"], r["speaker"], r["name"], r.get("scope") or "voice",
+                  tuple(r["embedding"] or ()), r["annotated_at"],
+                  f"{r['annotation_id']} ({r['correction_id'][:12]})")
+        for r in df.iter_rows(named=True)
+    ]
+
+
+def reference_embeddings(cast: Cast, diarizer: DiarizerResource, storage: StorageResource,
+                         log: Any) -> list[Reference]:
+    """Embeddings of the cast's reference clips, in the space of the speaker embeddings."""
+    refs: list[Reference] = []
+    for spec in cast.characters:
+        for clip in spec.reference_clips:
+            try:
+                samples, _ = read_mono(clip, 16_000)
+            except Exception as exc:  # a clip soundfile cannot decode
+                raise CastError(cast.path or "characters.yaml", f"character '{spec.name}'",
+                                f"reference clip {clip} cannot be decoded ({exc})") from exc
+            got = diarizer.embed_reference(samples, storage.layout)
+            if got is None:
+                log.warning("reference clip %s not used: the %s diarizer's embeddings cannot "
+                            "be reproduced for a clip", clip, diarizer.backend)
+                continue
+            emb, model = got
+            refs.append(Reference(spec.name, tuple(float(v) for v in emb), model, str(clip)))
+    return refs
+
+
+class CharacterMapConfig(dg.Config):
+    """How speakers are linked to series voices and named (cosine similarities of voices)."""
+
+    link_threshold: float = Field(default=LinkConfig.link_threshold,
+                                  description="A speaker joins a series voice at this cosine")
+    same_voice_threshold: float = Field(
+        default=LinkConfig.same_voice_threshold,
+        description="A second speaker of one episode joins the same voice at this cosine")
+    background_max_s: float = Field(
+        default=LinkConfig.background_max_s,
+        description="Unmatched, unnamed speakers with less speech are background")
+    min_vote_share: float = Field(
+        default=NamingConfig.min_vote_share,
+        description="Share of a speaker's named seconds one subtitle name needs")
+    reference_threshold: float = Field(
+        default=NamingConfig.reference_threshold,
+        description="Cosine to a characters.yaml reference clip that names a speaker")
+
+    def link(self) -> LinkConfig:
+        return LinkConfig(link_threshold=self.link_threshold,
+                          same_voice_threshold=self.same_voice_threshold,
+                          background_max_s=self.background_max_s)
+
+    def naming(self) -> NamingConfig:
+        return NamingConfig(min_vote_share=self.min_vote_share,
+                            reference_threshold=self.reference_threshold)
+
+
+MAP_CHECKS = ("character_map_every_speaker_mapped", "character_map_confidence")
+
+
+@dg.asset(
+    **episode_asset_kwargs,
+    group_name=GROUP,
+    kinds={"polars", "duckdb"},
+    deps=[SPEAKER_NAMES],
+    check_specs=[
+        dg.AssetCheckSpec(MAP_CHECKS[0], asset="character_map", blocking=True),
+        dg.AssetCheckSpec(MAP_CHECKS[1], asset="character_map"),
+    ],
+)
+def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
+                  storage: StorageResource, diarizer: DiarizerResource,
+                  speaker_embeddings: pl.DataFrame, diarization: pl.DataFrame,
+                  aligned_transcript: pl.DataFrame) -> Iterator[Any]:
+    """Each diarized speaker of the episode as a series character (named, ``voice-NN`` or
+    ``background``), with a confidence and the evidence: voice similarity to the series
+    voices, subtitle name votes, human names, reference clips."""
+    episode = context.partition_key
+    series = series_of(episode)
+    home = storage.layout.home
+    cast = load_cast(storage.layout.inbox, series)
+    human = human_names(storage.layout.database, series)
+    refs = reference_embeddings(cast, diarizer, storage, context.log)
+    evidence = EpisodeEvidence(episode, speaker_embeddings, diarization, aligned_transcript)
+    with locked_ledger(home, series) as ledger:
+        new_ledger, df = map_episode(ledger, evidence, cast, human, refs, config.link(),
+                                     config.naming())
+        write_ledger(home, new_ledger)
+        write_references(home, series, refs)
+    new_voices = df.filter(pl.col("link") == "new").height
+    context.log.info("%s: %d speakers -> %d characters (%d linked to earlier episodes, %d new "
+                     "voices, %d background); ledger holds %d voices", episode, df.height,
+                     df["character"].n_unique() if df.height else 0,
+                     df.filter(pl.col("link") == "linked").height, new_voices,
+                     df.filter(pl.col("character") == "background").height,
+                     len(new_ledger.voices()))
+    minutes = (df.group_by("character").agg((pl.col("speech_s").sum() / 60).alias("m"))
+               .sort("m", descending=True) if df.height else pl.DataFrame())
+    meta: dict[str, Any] = {
+        "speakers": df.height,
+        "characters": ", ".join(sorted(set(df["character"].to_list()))) if df.height else "",
+        "named": int(df.filter(~pl.col("source").is_in(["voice-id", "background"])).height),
+        "new_voices": new_voices,
+        "cast_file": str(cast.path) if cast.path else "(none: open cast)",
+        "evidence": dg.MetadataValue.md(_md_table(df.select(
+            "speaker", "character", "confidence", "source", "voice", "voice_similarity",
+            "runner_up_similarity", "subtitle_votes", pl.col("speech_s").round(1)))),
+        "dagster/row_count": df.height,
+    }
+    if minutes.height:
+        meta["minutes_per_character"] = png_md(bar_png(
+            dict(zip(minutes["character"], minutes["m"], strict=True)), "minutes of speech",
+            f"{episode}: speech per character"), "minutes per character")
+    yield dg.Output(df, metadata=meta)
+
+    speakers = set(diarization["speaker"].unique().to_list()) if diarization.height else set()
+    mapped = set(df.filter(pl.col("character").is_not_null())["speaker"].to_list())
+    yield dg.AssetCheckResult(
+        check_name=MAP_CHECKS[0], passed=speakers <= mapped,
+        metadata={"speakers": len(speakers), "unmapped": ", ".join(sorted(speakers - mapped))
+                  or "none"})
+    conf = df["confidence"].to_numpy() if df.height else np.zeros(0)
+    weights = df["speech_s"].to_numpy() if df.height else np.zeros(0)
+    low = float(weights[conf < 0.5].sum() / max(weights.sum(), 1e-9)) if df.height else 0.0
+    yield dg.AssetCheckResult(
+        check_name=MAP_CHECKS[1], passed=low <= 0.5, severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "share_of_speech_below_0_5": round(low, 3),
+            "p10": float(np.quantile(conf, 0.1)) if conf.size else 0.0,
+            "median": float(np.median(conf)) if conf.size else 0.0,
+            "by_source": dg.MetadataValue.md(_md_table(
+                df.group_by("source").agg(pl.len().alias("speakers"),
+                                          pl.col("confidence").mean().alias("mean_confidence"))
+                .sort("source"))) if df.height else "(none)",
+        })
+
+
+ALL_EPISODES = dg.AllPartitionMapping()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars", "duckdb"},
+    ins={
+        "character_map": dg.AssetIn(partition_mapping=ALL_EPISODES),
+        "speaker_embeddings": dg.AssetIn(partition_mapping=ALL_EPISODES),
+    },
+    check_specs=[dg.AssetCheckSpec("character_prototypes_distinct", asset="character_registry")],
+)
+def character_registry(context: dg.AssetExecutionContext, storage: StorageResource,
+                       character_map: pl.DataFrame,
+                       speaker_embeddings: pl.DataFrame) -> Iterator[Any]:
+    """Per series: every character (declared, named or ``voice-NN``) with aliases, series
+    voices, episodes, minutes of speech and a voice prototype from its confident speakers."""
+    cmap = character_map if character_map.height else pl.DataFrame(schema=MAP_SCHEMA)
+    series_names = set(cmap["series"].to_list()) if cmap.height else set()
+    inbox = storage.layout.inbox
+    if inbox.is_dir():
+        series_names |= {slug(p.parent.name) for p in inbox.glob("*/characters.yaml")}
+    casts = {s: load_cast(inbox, s) for s in sorted(series_names)
+             if find_cast_file(inbox, s) is not None}
+    emb = speaker_embeddings.select("episode", "speaker", "embedding") \
+        if speaker_embeddings.height else None
+    df = registry_table(cmap, casts, embeddings=emb)
+    for series in sorted(set(df["series"].to_list())):
+        ledger = read_ledger(storage.layout.home, series)
+        context.log.info("%s: %d characters, %d series voices over %d episodes", series,
+                         df.filter(pl.col("series") == series).height, len(ledger.voices()),
+                         len({m.episode for m in ledger.members}))
+    meta: dict[str, Any] = {
+        "characters": df.height,
+        "registry": dg.MetadataValue.md(_md_table(df.select(
+            "series", "character", "kind", "voices", "episodes", "speech_minutes",
+            "mean_confidence", "sources").with_columns(pl.col("voices").list.join(", ")))),
+        "dagster/row_count": df.height,
+    }
+    if cmap.height:
+        per = (cmap.group_by("series", "episode", "character")
+               .agg((pl.col("speech_s").sum() / 60).alias("m")).sort("episode"))
+        for series in sorted(set(per["series"].to_list())):
+            part = per.filter(pl.col("series") == series)
+            table: dict[str, dict[str, float]] = {}
+            for _, ep, ch, m in part.iter_rows():
+                table.setdefault(ch, {})[ep.split("__", 1)[-1]] = m
+            meta[f"minutes_{series}"] = png_md(stacked_bar_png(
+                table, "minutes of speech", f"{series}: speech per character and episode"),
+                "minutes per character")
+    yield dg.Output(df, metadata=meta)
+    drift = prototype_drift(df, DRIFT_COSINE)
+    yield dg.AssetCheckResult(
+        check_name="character_prototypes_distinct", passed=not drift,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"threshold": DRIFT_COSINE, "pairs": len(drift),
+                  "close_pairs": "; ".join(f"{s}: {a} ~ {b} ({c:.3f})" for s, a, b, c in drift)
+                  or "none"})
+
+
+__all__ = ["REGISTRY_SCHEMA", "character_map", "character_registry"]

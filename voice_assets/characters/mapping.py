@@ -1,0 +1,304 @@
+"""The character map of an episode, the series registry, and names applied to utterances.
+
+``map_episode`` links the episode's speakers into the series voice ledger and names every
+member of the ledger (``naming.resolve``); the episode's rows become its ``character_map``.
+``expected_maps`` re-resolves every episode from the ledger alone, which is how a sensor finds
+the episodes a new name or a merge changes without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from voice_assets.characters.cast import BACKGROUND, Cast, is_voice_id
+from voice_assets.characters.evidence import subtitle_votes, turn_counts
+from voice_assets.characters.naming import (
+    DEFAULT_NAMING,
+    HumanName,
+    NamingConfig,
+    Reference,
+    Resolution,
+    background_resolution,
+    prototype,
+    resolve,
+)
+from voice_assets.characters.voices import (
+    DEFAULT_LINK,
+    Ledger,
+    Link,
+    LinkConfig,
+    SpeakerVoice,
+    link_episode,
+)
+
+MAP_SCHEMA: dict[str, pl.DataType] = {
+    "episode": pl.Utf8(),
+    "series": pl.Utf8(),
+    "speaker": pl.Utf8(),
+    "character": pl.Utf8(),
+    "voice": pl.Utf8(),
+    "confidence": pl.Float64(),
+    "source": pl.Utf8(),
+    "speech_s": pl.Float64(),
+    "n_turns": pl.Int64(),
+    "voice_similarity": pl.Float64(),
+    "runner_up_similarity": pl.Float64(),
+    "link": pl.Utf8(),
+    "subtitle_votes": pl.Utf8(),
+    "evidence": pl.Utf8(),
+}
+
+REGISTRY_SCHEMA: dict[str, pl.DataType] = {
+    "series": pl.Utf8(),
+    "character": pl.Utf8(),
+    "kind": pl.Utf8(),  # "cast" (characters.yaml), "named", "voice" or "background"
+    "aliases": pl.List(pl.Utf8()),
+    "voices": pl.List(pl.Utf8()),
+    "episodes": pl.Int64(),
+    "speakers": pl.Int64(),
+    "speech_minutes": pl.Float64(),
+    "mean_confidence": pl.Float64(),
+    "sources": pl.Utf8(),
+    "prototype": pl.List(pl.Float32()),
+    "prototype_speakers": pl.Int64(),
+    "reference_clips": pl.List(pl.Utf8()),
+}
+
+
+@dataclass(frozen=True)
+class EpisodeEvidence:
+    """What an episode says about its own speakers (plus their embeddings)."""
+
+    episode: str
+    embeddings: pl.DataFrame  # speaker_embeddings rows
+    diarization: pl.DataFrame
+    aligned: pl.DataFrame
+
+    def speakers(self, cast: Cast) -> list[SpeakerVoice]:
+        votes = subtitle_votes(self.aligned, self.diarization, cast.canonical)
+        turns = turn_counts(self.diarization)
+        speech = {}
+        if not self.diarization.is_empty():
+            per = self.diarization.group_by("speaker").agg((pl.col("end") - pl.col("start"))
+                                                           .sum().alias("s"))
+            speech = {str(k): float(v) for k, v in per.iter_rows()}
+        out = []
+        for row in self.embeddings.sort("speaker").iter_rows(named=True):
+            spk = str(row["speaker"])
+            emb = np.asarray(row["embedding"] or [], dtype=np.float64)
+            if not emb.size or not np.isfinite(emb).all() or np.linalg.norm(emb) == 0:
+                continue
+            out.append(SpeakerVoice(
+                spk, emb, str(row.get("model") or ""),
+                speech.get(spk, float(row.get("speech_s") or 0.0)), turns.get(spk, 0),
+                {"subtitles": votes[spk]} if spk in votes else {}))
+        return out
+
+
+def series_of(episode: str) -> str:
+    return episode.split("__", 1)[0]
+
+
+def _row(episode: str, speaker: str, speech_s: float, n_turns: int, res: Resolution,
+         link: Link | None, voice: str | None, votes: dict[str, float] | None,
+         similarity: float | None) -> dict[str, Any]:
+    return {
+        "episode": episode, "series": series_of(episode), "speaker": speaker,
+        "character": res.character, "voice": voice, "confidence": float(res.confidence),
+        "source": res.source, "speech_s": round(float(speech_s), 3), "n_turns": int(n_turns),
+        "voice_similarity": None if similarity is None else round(float(similarity), 4),
+        "runner_up_similarity": None if link is None else round(float(link.best_other), 4),
+        "link": link.how if link is not None else (res.evidence.get("link") or ""),
+        "subtitle_votes": json.dumps(votes or {}, sort_keys=True),
+        "evidence": json.dumps(res.evidence, sort_keys=True, default=str),
+    }
+
+
+def map_episode(ledger: Ledger, evidence: EpisodeEvidence, cast: Cast,
+                human: Sequence[HumanName] = (), references: Sequence[Reference] = (),
+                link_cfg: LinkConfig = DEFAULT_LINK,
+                naming_cfg: NamingConfig = DEFAULT_NAMING) -> tuple[Ledger, pl.DataFrame]:
+    """Link the episode's speakers into the ledger; its rows of the character map."""
+    speakers = evidence.speakers(cast)
+    new_ledger, links = link_episode(ledger, evidence.episode, speakers, link_cfg)
+    names = resolve(new_ledger, cast, human, references, naming_cfg)
+    rows = []
+    for s, link in zip(speakers, links, strict=True):
+        if link.voice is None:
+            res = background_resolution(s.speech_s)
+        else:
+            res = names[(evidence.episode, s.speaker)]
+        rows.append(_row(evidence.episode, s.speaker, s.speech_s, s.n_turns, res, link,
+                         link.voice, s.votes.get("subtitles"), link.similarity))
+    # Diarized speakers with no usable embedding still need a row: background, said why.
+    have = {s.speaker for s in speakers}
+    if not evidence.diarization.is_empty():
+        per = evidence.diarization.group_by("speaker").agg(
+            (pl.col("end") - pl.col("start")).sum().alias("s"), pl.len().alias("n"))
+        for spk, secs, n in per.sort("speaker").iter_rows():
+            if str(spk) not in have:
+                res = background_resolution(float(secs))
+                res.evidence["why"] = "no speaker embedding"
+                rows.append(_row(evidence.episode, str(spk), float(secs), int(n), res, None,
+                                 None, None, None))
+    df = pl.DataFrame(rows, schema=MAP_SCHEMA).sort("speaker")
+    return new_ledger, df
+
+
+def expected_maps(ledger: Ledger, cast: Cast, human: Sequence[HumanName] = (),
+                  references: Sequence[Reference] = (),
+                  naming_cfg: NamingConfig = DEFAULT_NAMING) -> pl.DataFrame:
+    """(episode, speaker, character) every linked speaker of the series would get now."""
+    names = resolve(ledger, cast, human, references, naming_cfg)
+    rows = [{"episode": e, "speaker": s, "character": r.character, "source": r.source}
+            for (e, s), r in sorted(names.items())]
+    return pl.DataFrame(rows, schema={"episode": pl.Utf8, "speaker": pl.Utf8,
+                                      "character": pl.Utf8, "source": pl.Utf8})
+
+
+def stale_episodes(current: pl.DataFrame, expected: pl.DataFrame) -> dict[str, list[str]]:
+    """Episodes whose materialized map names a linked speaker differently than ``expected``.
+
+    Returns episode -> ["SPK_01: voice-03 -> Rex", ...]; background rows are not in the ledger
+    and never stale.
+    """
+    if current.is_empty() or expected.is_empty():
+        return {}
+    joined = current.select("episode", "speaker", pl.col("character").alias("now")).join(
+        expected.select("episode", "speaker", pl.col("character").alias("want")),
+        on=["episode", "speaker"], how="inner")
+    changed = joined.filter(pl.col("now") != pl.col("want")).sort("episode", "speaker")
+    out: dict[str, list[str]] = {}
+    for ep, spk, now, want in changed.iter_rows():
+        out.setdefault(ep, []).append(f"{spk}: {now} -> {want}")
+    return out
+
+
+LINE_NAME_CONFIDENCE = 0.8
+
+
+def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
+                        canonical: Callable[[str], str | None] | None = None) -> pl.DataFrame:
+    """``character``, ``character_confidence`` and ``character_source`` of each turn from the
+    map of its speaker (a turn with no speaker keeps a null character).
+
+    With ``canonical`` (the cast's spelling of names), a whole subtitle line whose Name is
+    another character of this episode than its speaker's keeps the line's name (source
+    ``subtitle-line``): diarization gave a short reply spoken over a neighbour to the
+    neighbour's voice, and the line's own name is the better evidence for that row. A person's
+    name for the speaker is never overridden this way.
+    """
+    lookup = cmap.select(
+        "speaker",
+        pl.col("character").alias("_character"),
+        pl.col("confidence").alias("character_confidence"),
+        pl.col("source").alias("character_source"),
+    ) if not cmap.is_empty() else pl.DataFrame(schema={
+        "speaker": pl.Utf8, "_character": pl.Utf8, "character_confidence": pl.Float64,
+        "character_source": pl.Utf8})
+    order = list(utterances.columns)
+    after = "character"
+    for col in ("character_confidence", "character_source"):
+        if col not in order:
+            order.insert(order.index(after) + 1 if after in order else len(order), col)
+        after = col
+    base = utterances.drop([c for c in ("character_confidence", "character_source")
+                            if c in utterances.columns])
+    out = base.join(lookup, on="speaker", how="left", maintain_order="left")
+    out = out.with_columns(pl.col("_character").alias("character")).drop("_character")
+    if canonical is not None and "subtitle_name" in out.columns and out.height:
+        known = {c for c in (cmap["character"].to_list() if cmap.height else [])
+                 if c and not is_voice_id(c) and c != BACKGROUND}
+        split = out["split_line"].to_list() if "split_line" in out.columns else \
+            [False] * out.height
+        chars, sources, confs = (out["character"].to_list(), out["character_source"].to_list(),
+                                 out["character_confidence"].to_list())
+        for i, raw in enumerate(out["subtitle_name"].to_list()):
+            name = canonical(raw) if raw else None
+            if (name in known and name != chars[i] and not split[i]
+                    and sources[i] not in ("human", "human-voice")):
+                chars[i], sources[i], confs[i] = name, "subtitle-line", LINE_NAME_CONFIDENCE
+        out = out.with_columns(pl.Series("character", chars, dtype=pl.Utf8),
+                               pl.Series("character_source", sources, dtype=pl.Utf8),
+                               pl.Series("character_confidence", confs, dtype=pl.Float64))
+    return out.select(order)
+
+
+def registry_table(cmap: pl.DataFrame, casts: dict[str, Cast],
+                   references: dict[str, Sequence[Reference]] | None = None,
+                   embeddings: pl.DataFrame | None = None,
+                   min_confidence: float = 0.7) -> pl.DataFrame:
+    """One row per series character: names, aliases, voices, minutes, a voice prototype.
+
+    The prototype is the speech-weighted centroid of the embeddings of the character's
+    speakers mapped with at least ``min_confidence`` (all of them when none is that sure).
+    """
+    rows: list[dict[str, Any]] = []
+    emb = {}
+    if embeddings is not None and not embeddings.is_empty():
+        emb = {(e, s): v for e, s, v in embeddings.select("episode", "speaker", "embedding")
+               .iter_rows()}
+    series_all = sorted(set(cmap["series"].to_list()) if cmap.height else set()) or []
+    for series in sorted(set(series_all) | set(casts)):
+        cast = casts.get(series)
+        part = cmap.filter(pl.col("series") == series) if cmap.height else cmap
+        declared = {c.name: c for c in (cast.characters if cast else ())}
+        characters = sorted(set(part["character"].to_list()) | set(declared)) if part.height \
+            else sorted(declared)
+        for ch in characters:
+            sub = part.filter(pl.col("character") == ch) if part.height else part
+            kind = ("cast" if ch in declared else "background" if ch == BACKGROUND
+                    else "voice" if is_voice_id(ch) else "named")
+            sure = sub.filter(pl.col("confidence") >= min_confidence)
+            proto_rows = sure if sure.height else sub
+            vecs, weights = [], []
+            for e, s, secs in proto_rows.select("episode", "speaker", "speech_s").iter_rows():
+                v = emb.get((e, s))
+                if v is not None and len(v):
+                    vecs.append(v)
+                    weights.append(secs)
+            if kind == "background":
+                vecs = []
+            spec = declared.get(ch)
+            sources = (sub.group_by("source").len().sort("source") if sub.height else None)
+            rows.append({
+                "series": series, "character": ch, "kind": kind,
+                "aliases": list(spec.aliases) if spec else [],
+                "voices": sorted({v for v in sub["voice"].to_list() if v}) if sub.height else [],
+                "episodes": sub["episode"].n_unique() if sub.height else 0,
+                "speakers": sub.height,
+                "speech_minutes": round(float(sub["speech_s"].sum() or 0.0) / 60, 3)
+                if sub.height else 0.0,
+                "mean_confidence": round(float(sub["confidence"].mean() or 0.0), 4)
+                if sub.height else 0.0,
+                "sources": ", ".join(f"{s} x{n}" for s, n in sources.iter_rows())
+                if sources is not None else "",
+                "prototype": prototype(vecs, weights) if vecs else None,
+                "prototype_speakers": len(vecs),
+                "reference_clips": [str(p) for p in spec.reference_clips] if spec else [],
+            })
+    return pl.DataFrame(rows, schema=REGISTRY_SCHEMA)
+
+
+def prototype_drift(registry: pl.DataFrame, threshold: float) -> list[tuple[str, str, str, float]]:
+    """(series, a, b, cosine) for pairs of characters whose prototypes are nearly the same voice."""
+    out = []
+    for series in sorted(set(registry["series"].to_list()) if registry.height else set()):
+        part = registry.filter((pl.col("series") == series) & pl.col("prototype").is_not_null())
+        names = part["character"].to_list()
+        vecs = [np.asarray(v, np.float64) for v in part["prototype"].to_list()]
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                if vecs[i].size != vecs[j].size:
+                    continue
+                cos = float(vecs[i] @ vecs[j] / (np.linalg.norm(vecs[i]) * np.linalg.norm(vecs[j])
+                                                 + 1e-12))
+                if cos >= threshold:
+                    out.append((series, names[i], names[j], round(cos, 4)))
+    return out

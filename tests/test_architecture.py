@@ -8,7 +8,7 @@ import sys
 
 import voice_assets
 
-DOMAIN_PACKAGES = ("media", "speech", "dataset", "review", "synth")
+DOMAIN_PACKAGES = ("media", "speech", "characters", "dataset", "review", "synth")
 DOMAIN_MODULES = ("inbox", "episode_keys", "bench", "models", "atomic", "paths", "plots")
 
 

@@ -285,3 +285,17 @@ def test_ledger_round_trips_under_its_lock(tmp_path):
     (tmp_path / "characters" / "s" / "voices.json").write_text("{broken")
     with pytest.raises(Exception, match="voice ledger is unreadable"):
         read_ledger(tmp_path, "s")
+
+
+def test_a_short_reply_keeps_its_subtitle_name_when_diarization_gave_it_to_a_neighbour():
+    _, m1, _ = _two_episodes()  # SPK_00 Rex, SPK_01 Grace (subtitles), SPK_02 voice-03
+    utt = pl.DataFrame({
+        "id": ["a", "b", "c", "d"], "start": [0.0, 2.0, 4.0, 8.0], "end": [1.8, 2.6, 6.0, 8.5],
+        "speaker": ["SPK_00", "SPK_00", "SPK_00", "SPK_00"],
+        "character": [None] * 4, "subtitle_name": ["Rex", "grace", "Grace", "Grace"],
+        "split_line": [False, False, False, True]})
+    out = apply_character_map(utt, m1, open_cast("s", ["Grace", "Rex"]).canonical)
+    # The 0.6 s "grace" reply is Grace's; a 2 s line or a split line keeps its speaker's.
+    assert out["character"].to_list() == ["Rex", "Grace", "Rex", "Rex"]
+    assert out["character_source"].to_list() == ["subtitles", "subtitle-line", "subtitles",
+                                                 "subtitles"]

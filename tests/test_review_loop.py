@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from voice_assets.assets.characters import character_map
 from voice_assets.assets.common import episode_asset_kwargs
 from voice_assets.assets.review import review_tasks
 from voice_assets.assets.utterances import utterances
@@ -32,6 +33,7 @@ from voice_assets.atomic import write_wav
 from voice_assets.cli_labelstudio import labelstudio
 from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
+from voice_assets.resources.diarizer import DiarizerResource
 from voice_assets.resources.label_studio import API_KEY_ENV, LabelStudioResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review import server
@@ -39,6 +41,7 @@ from voice_assets.review.client import ReviewClient
 from voice_assets.review.corrections import load_corrections
 from voice_assets.review.names import load_confirmed_names
 from voice_assets.review.tasks import SPEAKER_NAMING, UTTERANCE_REVIEW
+from voice_assets.sensors.characters import character_names_sensor
 from voice_assets.sensors.corrections import (
     TAG_CORRECTION_BATCH,
     TAG_CORRECTION_IDS,
@@ -222,6 +225,7 @@ ASSETS = [
     transcript,
     diarization,
     speaker_embeddings,
+    character_map,
     utterances,
     review_tasks,
     clips,
@@ -233,6 +237,7 @@ UPSTREAM = [
     "transcript",
     "diarization",
     "speaker_embeddings",
+    "character_map",
     "utterances",
 ]
 
@@ -274,6 +279,7 @@ class Loop:
         return {
             "io_manager": self.io_manager,
             "storage": StorageResource(home=str(self.home)),
+            "diarizer": DiarizerResource(),
             "label_studio": LabelStudioResource(
                 home=str(self.home), api_key=dg.EnvVar(API_KEY_ENV), **ls
             ),
@@ -326,6 +332,15 @@ class Loop:
                 self.texts.append(result.skip_reason.skip_message or "")
             self.texts.append(result.cursor or "")
         return result
+
+    def names_tick(self) -> dg.SensorResult | dg.SkipReason:
+        defs = dg.Definitions(
+            assets=ASSETS, sensors=[character_names_sensor], resources=self.resources()
+        )
+        ctx = dg.build_sensor_context(
+            instance=self.instance, definitions=defs, resources=self.resources()
+        )
+        return character_names_sensor(ctx)
 
     def table(self, name: str, episode: str | None = None) -> pl.DataFrame:
         with duckdb.connect(str(self.layout.database)) as con:
@@ -455,7 +470,8 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
     assert isinstance(baseline, dg.SensorResult) and not baseline.run_requests
     loop.cursor = baseline.cursor
 
-    # A person fixes a word of Bob's line and names speaker SPK_01 "Bob".
+    # A person fixes a word of Bob's line and renames speaker SPK_01 (whom the subtitles
+    # call Bob) "Robert".
     task, turn = _turn_task(loop, EP1, "fine thanks")
     result = copy.deepcopy(task["predictions"][0]["result"])
     for item in result:
@@ -471,7 +487,7 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
                 "from_name": "name",
                 "to_name": "audio",
                 "type": "textarea",
-                "value": {"text": ["Bob"]},
+                "value": {"text": ["Robert"]},
             },
             {
                 "id": "cluster",
@@ -494,22 +510,31 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
     }
     assert got == {
         ("text", "fine thanks", "fine, thank you", fix_id),
-        ("speaker_name", None, "Bob", name_id),
+        ("speaker_name", "Bob", "Robert", name_id),
     }
     text_row = corr.filter(pl.col("field") == "text").row(0, named=True)
     assert text_row["utterance_id"] == f"{EP1}_00007000"
     assert (text_row["start"], text_row["end"]) == (7.0, 8.5)
     assert text_row["annotator"] == server.ADMIN_USERNAME
     assert text_row["task_id"] == task["id"] and text_row["annotated_at"] is not None
-    # One run for just this episode: utterances and the partitioned assets below it.
+    # One run for just this episode: utterances and the partitioned assets below it, for the
+    # text fix (the name reaches utterances through the character map, below).
     [request] = tick.run_requests
     assert request.partition_key == EP1
     assert sorted(k.to_user_string() for k in request.asset_selection) == ["clips", "utterances"]
-    assert set(request.tags[TAG_CORRECTION_IDS].split(",")) == set(corr["correction_id"])
+    assert request.tags[TAG_CORRECTION_IDS] == corr.filter(pl.col("field") == "text")[
+        "correction_id"
+    ].item()
+    assert {e.asset_key.to_user_string() for e in tick.asset_events} == {
+        "corrections",
+        "speaker_names",
+    }
     assert tick_s < 10
     # Confirmed name kept per series with the voice's embedding.
     named = load_confirmed_names(loop.layout.database, SERIES)
-    assert named.select("episode", "speaker", "name").rows() == [(EP1, "SPK_01", "Bob")]
+    assert named.select("episode", "speaker", "name", "scope").rows() == [
+        (EP1, "SPK_01", "Robert", "voice")
+    ]
     assert len(named["embedding"][0]) == 64
     loop.cursor = tick.cursor
 
@@ -522,9 +547,25 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
     utt = loop.table("utterances", EP1)
     fixed = utt.filter(pl.col("id") == f"{EP1}_00007000").row(0, named=True)
     assert fixed["text"] == "fine, thank you" and fixed["text_source"] == "human"
-    assert set(utt.filter(pl.col("speaker") == "SPK_01")["character"]) == {"Bob"}
-    assert utt.filter(pl.col("speaker") != "SPK_01")["character"].null_count() == 5
     assert "fine, thank you" in loop.table("clips", EP1)["text"].to_list()
+    # The name changes the character map: the character sensor asks for this episode only.
+    names_tick = loop.names_tick()
+    assert isinstance(names_tick, dg.SensorResult)
+    [remap] = names_tick.run_requests
+    assert remap.partition_key == EP1
+    assert sorted(k.to_user_string() for k in remap.asset_selection) == [
+        "character_map",
+        "clips",
+        "utterances",
+    ]
+    loop.materialize(EP1, selection=[k.to_user_string() for k in remap.asset_selection])
+    utt = loop.table("utterances", EP1)
+    spk01 = utt.filter(pl.col("speaker") == "SPK_01")
+    assert set(spk01["character"]) == {"Robert"} and set(spk01["character_source"]) == {"human"}
+    # Alice is named by her subtitle lines; voice C has no name anywhere: a series voice.
+    assert set(utt.filter(pl.col("speaker") == "SPK_00")["character"]) == {"Alice"}
+    assert set(utt.filter(pl.col("speaker") == "SPK_02")["character"]) == {"voice-03"}
+    assert isinstance(loop.names_tick(), dg.SkipReason)
 
     # Next tick: the episode run is done, so the series-level assets are requested once.
     follow = loop.tick(loop.cursor)
@@ -543,12 +584,12 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
     # utterances never overwrites the human labels.
     loop.materialize(
         EP1,
-        selection=["diarization", "utterances"],
+        selection=["diarization", "speaker_embeddings", "character_map", "utterances"],
         run_config={"ops": {"diarization": {"config": {"shift_s": 0.04, "swap": True}}}},
     )
     utt = loop.table("utterances", EP1)
     assert utt.filter(pl.col("id") == f"{EP1}_00007000")["text"].item() == "fine, thank you"
-    bob = utt.filter(pl.col("character") == "Bob")
+    bob = utt.filter(pl.col("character") == "Robert")
     assert set(bob["speaker"]) == {"SPK_02"}  # Bob's voice under its new id
     assert sorted(bob["text"]) == sorted(["morning alice", "fine, thank you", "we should walk"])
 
@@ -561,13 +602,16 @@ def test_confirmed_names_pre_annotate_the_next_episode(pushed: Loop):
     naming = {t["data"]["speaker"]: t for t in loop.tasks(SPEAKER_NAMING, EP2)}
     bob = naming["SPK_01"]
     pred = bob["predictions"][0]["result"]
-    assert {"Bob"} == {r["value"]["text"][0] for r in pred if r["from_name"] == "name"}
-    assert "voice matches Bob" in bob["data"]["hint"]
-    for other in ("SPK_00", "SPK_02"):
-        assert naming[other]["data"]["predicted_name"] is None
-    # The known name is offered as a character choice in the next episode's review tasks.
+    # The person's name for the voice outranks episode 2's own subtitles ("Bob").
+    assert {"Robert"} == {r["value"]["text"][0] for r in pred if r["from_name"] == "name"}
+    assert "currently Robert from human-voice" in bob["data"]["hint"]
+    assert naming["SPK_00"]["data"]["predicted_name"] == "Alice"  # from the subtitles
+    assert naming["SPK_02"]["data"]["predicted_name"] is None
+    assert "series voice voice-03" in naming["SPK_02"]["data"]["hint"]
+    # The series' characters are offered in the next episode's review tasks.
     task = loop.tasks(UTTERANCE_REVIEW, EP2)[0]
-    assert {"value": "Bob"} in task["data"]["characters"]
+    offered = [c["value"] for c in task["data"]["characters"]]
+    assert offered == ["Alice", "Robert", "voice-03"]
 
 
 def test_server_down_then_recovery_loses_nothing(pushed: Loop):

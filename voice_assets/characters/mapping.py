@@ -181,6 +181,9 @@ def stale_episodes(current: pl.DataFrame, expected: pl.DataFrame) -> dict[str, l
 
 
 LINE_NAME_CONFIDENCE = 0.8
+# Rows this short are below what diarization resolves reliably (a reply over a neighbour's
+# line); longer rows keep their speaker's character even when the line's name disagrees.
+LINE_NAME_MAX_S = 1.0
 
 
 def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
@@ -188,11 +191,11 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
     """``character``, ``character_confidence`` and ``character_source`` of each turn from the
     map of its speaker (a turn with no speaker keeps a null character).
 
-    With ``canonical`` (the cast's spelling of names), a whole subtitle line whose Name is
-    another character of this episode than its speaker's keeps the line's name (source
-    ``subtitle-line``): diarization gave a short reply spoken over a neighbour to the
-    neighbour's voice, and the line's own name is the better evidence for that row. A person's
-    name for the speaker is never overridden this way.
+    With ``canonical`` (the cast's spelling of names), a short whole subtitle line (at most
+    ``LINE_NAME_MAX_S``) whose Name is another character of this episode than its speaker's
+    keeps the line's name (source ``subtitle-line``): diarization gave a quick reply spoken
+    over a neighbour to the neighbour's voice, and the line's own name is the better evidence
+    for that row. A person's name for the speaker is never overridden this way.
     """
     lookup = cmap.select(
         "speaker",
@@ -219,9 +222,12 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
             [False] * out.height
         chars, sources, confs = (out["character"].to_list(), out["character_source"].to_list(),
                                  out["character_confidence"].to_list())
+        lengths = (out["end"] - out["start"]).to_list() if "end" in out.columns else \
+            [0.0] * out.height
         for i, raw in enumerate(out["subtitle_name"].to_list()):
             name = canonical(raw) if raw else None
             if (name in known and name != chars[i] and not split[i]
+                    and lengths[i] <= LINE_NAME_MAX_S
                     and sources[i] not in ("human", "human-voice")):
                 chars[i], sources[i], confs[i] = name, "subtitle-line", LINE_NAME_CONFIDENCE
         out = out.with_columns(pl.Series("character", chars, dtype=pl.Utf8),

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import episode_asset_kwargs, md_table, png_md
 from voice_assets.assets.human_input import SPEAKER_NAMES
 from voice_assets.characters.cast import Cast, CastError, find_cast_file, load_cast
 from voice_assets.characters.mapping import (
@@ -47,19 +47,6 @@ from voice_assets.speech.audio_io import read_mono
 
 GROUP = "characters"
 DRIFT_COSINE = 0.92  # two characters' prototypes this close are probably one voice
-
-
-def _md_table(df: pl.DataFrame) -> str:
-    if df.is_empty():
-        return "(none)"
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.2f}"
-        return "" if v is None else str(v).replace("|", "\\|")
-
-    return head + "\n".join("| " + " | ".join(cell(v) for v in r) + " |" for r in df.iter_rows())
 
 
 def human_names(database: Path, series: str) -> list[HumanName]:
@@ -169,7 +156,7 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
         "named": int(df.filter(~pl.col("source").is_in(["voice-id", "background"])).height),
         "new_voices": new_voices,
         "cast_file": str(cast.path) if cast.path else "(none: open cast)",
-        "evidence": dg.MetadataValue.md(_md_table(df.select(
+        "evidence": dg.MetadataValue.md(md_table(df.select(
             "speaker", "character", "confidence", "source", "voice", "voice_similarity",
             "runner_up_similarity", "subtitle_votes", pl.col("speech_s").round(1)))),
         "dagster/row_count": df.height,
@@ -195,7 +182,7 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
             "share_of_speech_below_0_5": round(low, 3),
             "p10": float(np.quantile(conf, 0.1)) if conf.size else 0.0,
             "median": float(np.median(conf)) if conf.size else 0.0,
-            "by_source": dg.MetadataValue.md(_md_table(
+            "by_source": dg.MetadataValue.md(md_table(
                 df.group_by("source").agg(pl.len().alias("speakers"),
                                           pl.col("confidence").mean().alias("mean_confidence"))
                 .sort("source"))) if df.height else "(none)",
@@ -236,7 +223,7 @@ def character_registry(context: dg.AssetExecutionContext, storage: StorageResour
                          len({m.episode for m in ledger.members}))
     meta: dict[str, Any] = {
         "characters": df.height,
-        "registry": dg.MetadataValue.md(_md_table(df.select(
+        "registry": dg.MetadataValue.md(md_table(df.select(
             "series", "character", "kind", "voices", "episodes", "speech_minutes",
             "mean_confidence", "sources").with_columns(pl.col("voices").list.join(", ")))),
         "dagster/row_count": df.height,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from voice_assets.partitions import episodes
 
@@ -18,3 +20,15 @@ def png_md(png: bytes, alt: str = "figure") -> dg.MetadataValue:
     """Inline a PNG as markdown metadata, which the Dagster UI renders as a picture."""
     data = base64.b64encode(png).decode("ascii")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
+
+
+def md_table(df: pl.DataFrame, floats: int = 2) -> str:
+    """A markdown table of a small frame, for asset metadata (the UI renders it)."""
+    if df.is_empty():
+        return "(none)"
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.{floats}f}"
+        return "" if v is None else str(v).replace("|", "\\|")
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "\n".join("| " + " | ".join(cell(v) for v in r) + " |" for r in df.iter_rows())

@@ -22,6 +22,7 @@ import soundfile as sf
 from pydantic import Field
 
 from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import md_table as _md_table
 from voice_assets.atomic import atomic_dir, atomic_path, write_text
 from voice_assets.dataset import cards as cards_mod
 from voice_assets.dataset.clips import CLIP_SCHEMA, ClipConfig, cut_clips
@@ -42,17 +43,6 @@ ALL_EPISODES = dg.AllPartitionMapping()
 
 def _schema_md(schema: dict[str, pl.DataType]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(k, str(v)) for k, v in schema.items()])
-
-
-def _md_table(df: pl.DataFrame, floats: int = 2) -> str:
-    if df.is_empty():
-        return "(none)"
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.{floats}f}"
-        return "" if v is None else str(v).replace("|", "\\|")
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    return head + "\n".join("| " + " | ".join(cell(v) for v in r) + " |" for r in df.iter_rows())
 
 
 def _one_row(df: pl.DataFrame, table: str, episode: str) -> dict[str, Any]:

@@ -237,7 +237,6 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
 
 
 def registry_table(cmap: pl.DataFrame, casts: dict[str, Cast],
-                   references: dict[str, Sequence[Reference]] | None = None,
                    embeddings: pl.DataFrame | None = None,
                    min_confidence: float = 0.7) -> pl.DataFrame:
     """One row per series character: names, aliases, voices, minutes, a voice prototype.

@@ -95,9 +95,6 @@ class Ledger:
             out.setdefault(m.voice, []).append(m)
         return dict(sorted(out.items()))
 
-    def episodes_of(self, voices: set[str]) -> set[str]:
-        return {m.episode for m in self.members if m.voice in voices}
-
 
 @dataclass(frozen=True)
 class SpeakerVoice:

@@ -86,3 +86,31 @@ def test_sensor_run_requests_resolve_against_the_code_location(
     assert req.partition_key == "show__ep-1"
     assert req.tags["dagster/partition"] == "show__ep-1"
     assert req.run_key is not None and req.run_key.startswith("show__ep-1:r1:")
+
+
+def test_series_outputs_are_automated_and_runs_load_models_once(defs: dg.Definitions) -> None:
+    """Every unpartitioned (series) asset carries the series rebuild condition, the sensor
+    that evaluates it is on by default and targets exactly them, and every job executes its
+    steps in one process."""
+    from voice_assets.definitions import series_assets
+    from voice_assets.instance_config import MODELS_POOL, SERIES_POOL
+
+    graph = defs.resolve_asset_graph()
+    names = {k.to_user_string() for k in series_assets}
+    assert names == {"emotion_tags", "dataset_splits", "dataset_exports", "dataset_cards",
+                     "character_registry"}
+    for key in series_assets:
+        condition = graph.get(key).automation_condition
+        assert condition is not None and condition.get_label() == "series_rebuild", key
+        assert graph.get(key).pools == {SERIES_POOL}, key
+    repo = defs.get_repository_def()
+    sensor = repo.get_sensor_def("series_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert set(sensor.asset_selection.resolve(graph)) == set(series_assets)
+    # No asset outside the series outputs is automated (episode runs come from sensors).
+    automated = {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    assert automated == set(series_assets)
+    for job in repo.get_all_jobs():
+        assert job.executor_def.name == "in_process", job.name
+    for name in ("stems", "diarization", "transcript", "emotion_features"):
+        assert graph.get(dg.AssetKey(name)).pools == {MODELS_POOL}, name

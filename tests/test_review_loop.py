@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from voice_assets.assets.characters import character_map
-from voice_assets.assets.common import episode_asset_kwargs
+from voice_assets.assets.common import episode_asset_kwargs, series_asset_kwargs
 from voice_assets.assets.review import review_tasks
 from voice_assets.assets.utterances import utterances
 from voice_assets.atomic import write_wav
@@ -43,9 +43,7 @@ from voice_assets.review.names import load_confirmed_names
 from voice_assets.review.tasks import SPEAKER_NAMING, UTTERANCE_REVIEW
 from voice_assets.sensors.characters import character_names_sensor
 from voice_assets.sensors.corrections import (
-    TAG_CORRECTION_BATCH,
     TAG_CORRECTION_IDS,
-    TAG_STAGE,
     label_studio_corrections_sensor,
 )
 from voice_assets.speech.asr import WORD_DTYPE
@@ -214,7 +212,8 @@ def clips(context: dg.AssetExecutionContext, utterances: pl.DataFrame) -> pl.Dat
     return utterances.select("episode", "id", "speaker", "character", "text")
 
 
-@dg.asset(ins={"clips": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
+@dg.asset(**series_asset_kwargs,  # the real automation condition
+          ins={"clips": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
 def dataset_splits(clips: pl.DataFrame) -> pl.DataFrame:
     return clips.select("episode", "id", "character", pl.lit("train").alias("split"))
 
@@ -332,6 +331,20 @@ class Loop:
                 self.texts.append(result.skip_reason.skip_message or "")
             self.texts.append(result.cursor or "")
         return result
+
+    def automation(self, cursor: Any = None) -> tuple[list[str], Any]:
+        """The assets the real series automation condition requests now (and its cursor)."""
+        result = dg.evaluate_automation_conditions(
+            defs=dg.Definitions(assets=ASSETS, resources=self.resources()),
+            instance=self.instance, cursor=cursor)
+        keys = sorted(k.to_user_string() for r in result.results if r.true_subset.size
+                      for k in [r.key])
+        return keys, result.cursor
+
+    def materialize_series(self, selection: list[str]) -> None:
+        result = dg.materialize(ASSETS, selection=selection, instance=self.instance,
+                                resources=self.resources(), raise_on_error=False)
+        assert result.success
 
     def names_tick(self) -> dg.SensorResult | dg.SkipReason:
         defs = dg.Definitions(
@@ -567,14 +580,12 @@ def test_correction_flows_back_and_survives_rerun(pushed: Loop):
     assert set(utt.filter(pl.col("speaker") == "SPK_02")["character"]) == {"voice-03"}
     assert isinstance(loop.names_tick(), dg.SkipReason)
 
-    # Next tick: the episode run is done, so the series-level assets are requested once.
-    follow = loop.tick(loop.cursor)
-    assert isinstance(follow, dg.SensorResult)
-    [series_run] = follow.run_requests
-    assert series_run.partition_key is None and series_run.tags[TAG_STAGE] == "series"
-    assert [k.to_user_string() for k in series_run.asset_selection] == ["dataset_splits"]
-    assert series_run.tags[TAG_CORRECTION_BATCH] == request.tags[TAG_CORRECTION_BATCH]
-    loop.cursor = follow.cursor
+    # The episode runs are done: the series outputs' automation condition asks for one rebuild,
+    # and the corrections sensor itself requests nothing more.
+    requested, cursor = loop.automation()
+    assert requested == ["dataset_splits"]
+    loop.materialize_series(requested)
+    assert loop.automation(cursor)[0] == []
     quiet = loop.tick(loop.cursor)
     assert isinstance(quiet, dg.SensorResult) and not quiet.run_requests
     assert "no new annotations" in quiet.skip_reason.skip_message

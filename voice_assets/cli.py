@@ -29,18 +29,43 @@ def _layout() -> Layout:
     return Layout.from_env()
 
 
+def _run_plan():  # -> instance_config.RunPlan
+    from voice_assets import instance_config
+
+    try:
+        return instance_config.plan_runs(instance_config.Machine.detect())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _instance():  # -> dg.DagsterInstance, imported lazily: dagster is slow to import
+    """The project's Dagster instance, its dagster.yaml and pool limits sized to this machine."""
     import dagster as dg
+
+    from voice_assets import instance_config
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         home = str(_layout().dagster_home)
         os.environ["DAGSTER_HOME"] = home
     Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+    plan = _run_plan()
+    instance_config.write_instance_config(Path(home), plan)
+    instance = dg.DagsterInstance.get()
+    storage = instance.event_log_storage
+    for pool, slots in plan.pools.items():
+        if storage.get_concurrency_info(pool).slot_count != slots:
+            storage.set_concurrency_slots(pool, slots)
+    return instance
+
+
+def _sized_environment() -> dict[str, str]:
+    """The environment for daemon-launched runs: each run gets its share of the cores."""
+    env = dict(os.environ)
+    threads = str(_run_plan().threads_per_run)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(var, threads)
+    return env
 
 
 def _fail(exc: Exception) -> None:
@@ -123,7 +148,7 @@ def run_pipeline(
         instance.add_dynamic_partitions(episodes.name, missing)
 
     per_episode = [k for k in episode_assets if selected is None or k in selected]
-    if per_episode:
+    if per_episode and episodes_to_run:
         job = defs.resolve_job_def("episode_pipeline")
         for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
             result = job.execute_in_process(
@@ -153,12 +178,23 @@ def run_pipeline(
 @click.option("--episode", "episode_keys", multiple=True, help="Episode key (repeatable).")
 @click.option("--all", "all_episodes", is_flag=True, help="Every known episode.")
 @click.option("--select", help="Comma-separated asset names; 'name+' adds its downstream.")
-def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None) -> None:
+@click.option("--series", "series_only", is_flag=True,
+              help="Only rebuild the cross-episode outputs (splits, exports, cards, registry).")
+def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None,
+        series_only: bool) -> None:
     """Materialize assets headless, into the instance the UI shows."""
     from voice_assets.partitions import episodes
 
     instance = _instance()
     known = instance.get_dynamic_partitions(episodes.name)
+    if series_only:
+        if episode_keys or all_episodes or select:
+            raise click.UsageError("--series takes no --episode, --all or --select")
+        if not known:
+            raise click.UsageError("no episodes yet: nothing to build the series outputs from")
+        if not run_pipeline([], None):
+            sys.exit(1)
+        return
     if all_episodes:
         keys = list(known)
     elif episode_keys:
@@ -170,10 +206,10 @@ def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None) -
             )
         keys = list(episode_keys)
     else:
-        raise click.UsageError("give --episode KEY (repeatable) or --all")
+        raise click.UsageError("give --episode KEY (repeatable), --all or --series")
     if not keys:
-        click.echo("no episodes yet: drop files into the inbox or use `voice-assets ingest`")
-        return
+        raise click.UsageError(
+            "no episodes yet: drop files into the inbox or use `voice-assets ingest`")
     if not run_pipeline(keys, select):
         sys.exit(1)
 
@@ -182,7 +218,10 @@ def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None) -
 @main.command()
 @click.option("--wide", is_flag=True, help="One column per episode even for many episodes.")
 def status(wide: bool) -> None:
-    """Which assets are materialized for which episode (assets in pipeline order)."""
+    """Which assets are materialized for which episode, and which series outputs are stale."""
+    import dagster as dg
+
+    from voice_assets.automation import series_freshness
     from voice_assets.definitions import defs, episode_assets, series_assets
     from voice_assets.partitions import episodes
 
@@ -191,7 +230,8 @@ def status(wide: bool) -> None:
     if not keys:
         click.echo("no episodes yet: drop files into the inbox or run `voice-assets ingest`")
         return
-    order = {k: i for i, k in enumerate(defs.resolve_asset_graph().toposorted_asset_keys)}
+    graph = defs.resolve_asset_graph()
+    order = {k: i for i, k in enumerate(graph.toposorted_asset_keys)}
     assets = sorted(episode_assets, key=order.__getitem__)
     width = max(len(a.to_user_string()) for a in [*assets, *series_assets])
     if len(keys) <= 8 or wide:
@@ -205,23 +245,47 @@ def status(wide: bool) -> None:
         for asset in assets:
             n = len(instance.get_materialized_partitions(asset) & set(keys))
             click.echo(f"{asset.to_user_string().ljust(width)}  {n}/{len(keys)}")
+    stale = []
     for asset in sorted(series_assets, key=order.__getitem__):
-        event = instance.get_latest_materialization_event(asset)
-        when = "never" if event is None else f"last run {event.run_id[:8]}"
-        click.echo(f"{asset.to_user_string().ljust(width)}  (all episodes) {when}")
+        fresh = series_freshness(instance, graph, asset)
+        when = "never" if fresh.last_run_id is None else f"last run {fresh.last_run_id[:8]}"
+        click.echo(f"{asset.to_user_string().ljust(width)}  (all episodes) {when}; "
+                   f"{fresh.describe()}")
+        if fresh.stale:
+            stale.append(fresh)
+    active = instance.get_runs_count(dg.RunsFilter(statuses=[
+        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+    if active:
+        click.echo(f"{active} run(s) queued or running")
+    if stale:
+        episodes_behind = sorted({e for f in stale for e in f.episodes})
+        click.echo(
+            f"{len(stale)} series output(s) out of date"
+            + (f" (episodes {', '.join(episodes_behind)})" if episodes_behind else "")
+            + ": the series_automation sensor rebuilds them once episode runs finish while "
+            "`voice-assets ui` or `voice-assets watch` runs; now: `voice-assets run --series`"
+        )
 
 
-# --------------------------------------------------------------------------- ui
+# --------------------------------------------------------------------------- ui, watch
+def _exec(tool: str, args: list[str]) -> None:
+    _instance()
+    click.echo(_run_plan().describe(), err=True)
+    path = shutil.which(tool) or str(Path(sys.executable).with_name(tool))
+    os.execve(path, [path, *args], _sized_environment())
+
+
 @main.command()
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:
-    """Start the Dagster UI on 127.0.0.1 with this project's instance."""
-    _instance()
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    os.execv(
-        dagster,
-        [dagster, "dev", "-m", "voice_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-    )
+    """Start the Dagster UI (and its daemon) on 127.0.0.1 with this project's instance."""
+    _exec("dagster", ["dev", "-m", "voice_assets.definitions", "-h", "127.0.0.1", "-p", str(port)])
+
+
+@main.command()
+def watch() -> None:
+    """Headless: watch the inbox and keep every dataset current (the Dagster daemon, no UI)."""
+    _exec("dagster-daemon", ["run", "-m", "voice_assets.definitions"])
 
 
 # --------------------------------------------------------------------------- demo
@@ -317,12 +381,36 @@ def models_pull(names: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("episode", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def bench(episode: str | None, as_json: bool) -> None:
+@click.option("--drop", "drop", type=click.IntRange(min=1), default=None,
+              help="Hands-off: start the daemon on a fresh home, drop this many demo episodes "
+              "into its inbox at once, and measure until the series exports are built.")
+@click.option("--timeout", "timeout_s", default=3600, show_default=True,
+              help="With --drop: give up after this many seconds.")
+def bench(episode: str | None, as_json: bool, drop: int | None, timeout_s: int) -> None:
     """Real-time factor and peak memory per stage (default: the demo episode)."""
     from voice_assets import bench as benchmark
     from voice_assets import inbox, synth
 
     layout = _layout()
+    if drop is not None:
+        if episode:
+            raise click.UsageError("--drop generates its own episodes: give no EPISODE")
+        import tempfile
+
+        from voice_assets import handsoff
+
+        bench_root = layout.home / "bench"
+        bench_root.mkdir(parents=True, exist_ok=True)
+        home = Path(tempfile.mkdtemp(prefix="drop-", dir=bench_root))
+        click.echo(f"hands-off drop of {drop} episode(s) on {home} "
+                   f"({_run_plan().describe()})", err=True)
+        drop_report = handsoff.drop_benchmark(drop, home, float(timeout_s),
+                                              log=lambda m: click.echo(m, err=True))
+        click.echo(json.dumps(drop_report.to_dict(), indent=2) if as_json
+                   else drop_report.format())
+        if drop_report.failed:
+            sys.exit(1)
+        return
     if episode:
         source = inbox.resolve_episode(layout.inbox, episode)
         media, subtitles = source.path, source.subtitle

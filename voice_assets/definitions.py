@@ -31,16 +31,25 @@ series_assets = [
     for key in a.keys
 ]
 
+# Every run executes its steps in one process, so a model is loaded once per run rather than
+# once per step (the multiprocess default would reload separation, diarization and ASR in each
+# step's process). Runs, not steps, are what run side by side: the instance's run queue and
+# model pool (voice_assets/instance_config.py) size that to the machine.
+EXECUTOR = dg.in_process_executor
+
 episode_pipeline = dg.define_asset_job(
     "episode_pipeline",
     selection=dg.AssetSelection.assets(*episode_assets),
     partitions_def=episodes,
+    executor_def=EXECUTOR,
     description="Every per-episode asset, from the inbox file to the dataset clips.",
 )
 series_datasets = dg.define_asset_job(
     "series_datasets",
     selection=dg.AssetSelection.assets(*series_assets),
-    description="Cross-episode outputs (splits, exports, cards) rebuilt from all episodes.",
+    executor_def=EXECUTOR,
+    description="Cross-episode outputs (splits, exports, cards, character registry) rebuilt "
+    "from all episodes; kept current by the series_automation sensor.",
 )
 jobs = [episode_pipeline, series_datasets]
 if any(
@@ -54,6 +63,7 @@ if any(
             "push_review_tasks",
             selection=dg.AssetSelection.groups(REVIEW_GROUP),
             partitions_def=episodes,
+            executor_def=EXECUTOR,
             description="Push an episode's pre-annotated review tasks to Label Studio.",
         )
     )
@@ -62,6 +72,7 @@ defs = dg.Definitions(
     assets=[*all_assets, corrections, speaker_names],
     asset_checks=all_checks,
     jobs=jobs,
-    sensors=all_sensors(),
+    sensors=all_sensors(dg.AssetSelection.assets(*series_assets)),
     resources=default_resources(),
+    executor=EXECUTOR,
 )

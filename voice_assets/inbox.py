@@ -140,6 +140,22 @@ def scan_inbox(inbox: Path, languages: Sequence[str] = DEFAULT_LANGUAGES) -> Inb
     return InboxScan(files, collisions, tuple(ignored))
 
 
+def last_change(inbox: Path) -> float | None:
+    """When (epoch seconds) an episode or subtitle file in the inbox last changed, None when it
+    holds none: how long the inbox has been quiet, for debouncing. ctime counts too, so a file
+    moved in with an old mtime still counts as new."""
+    scan = scan_inbox(inbox)
+    times: list[float] = []
+    for item in scan.files.values():
+        for path in (item.path, *item.subtitles):
+            try:
+                st = path.stat()
+            except OSError:  # removed between the scan and now
+                continue
+            times.append(max(st.st_mtime, st.st_ctime))
+    return max(times) if times else None
+
+
 def resolve_episode(
     inbox: Path, key: str, languages: Sequence[str] = DEFAULT_LANGUAGES
 ) -> InboxFile:

@@ -18,7 +18,12 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs, md_table, png_md
+from voice_assets.assets.common import (
+    episode_asset_kwargs,
+    md_table,
+    png_md,
+    series_asset_kwargs,
+)
 from voice_assets.assets.human_input import SPEAKER_NAMES
 from voice_assets.characters.cast import Cast, CastError, find_cast_file, load_cast
 from voice_assets.characters.mapping import (
@@ -193,6 +198,7 @@ ALL_EPISODES = dg.AllPartitionMapping()
 
 
 @dg.asset(
+    **series_asset_kwargs,
     group_name=GROUP,
     kinds={"polars", "duckdb"},
     ins={

@@ -8,12 +8,21 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from voice_assets.automation import series_rebuild
+from voice_assets.instance_config import LABEL_STUDIO_POOL, MODELS_POOL, SERIES_POOL
 from voice_assets.partitions import episodes
 
 # Every per-episode table has an `episode` column; the DuckDB IO manager replaces that slice.
 EPISODE_TABLE: dict[str, str] = {"partition_expr": "episode"}
 
 episode_asset_kwargs: dict = {"partitions_def": episodes, "metadata": EPISODE_TABLE}
+# A per-episode asset that runs a neural network over the whole episode: these share the
+# machine's model slots (voice_assets/instance_config.py).
+model_asset_kwargs: dict = {**episode_asset_kwargs, "pool": MODELS_POOL}
+# Cross-episode outputs rebuilt from every episode: kept current by declarative automation,
+# once per batch of episode runs (voice_assets/automation.py), one rebuild at a time.
+series_asset_kwargs: dict = {"automation_condition": series_rebuild(), "pool": SERIES_POOL}
+review_asset_kwargs: dict = {**episode_asset_kwargs, "pool": LABEL_STUDIO_POOL}
 
 
 def png_md(png: bytes, alt: str = "figure") -> dg.MetadataValue:

@@ -21,7 +21,12 @@ import polars as pl
 import soundfile as sf
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import (
+    episode_asset_kwargs,
+    model_asset_kwargs,
+    png_md,
+    series_asset_kwargs,
+)
 from voice_assets.assets.common import md_table as _md_table
 from voice_assets.atomic import atomic_dir, atomic_path, write_text
 from voice_assets.dataset import cards as cards_mod
@@ -55,7 +60,7 @@ def _one_row(df: pl.DataFrame, table: str, episode: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------- per episode
 
 
-@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**model_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
 def emotion_features(context: dg.AssetExecutionContext, emotion_recognizer: EmotionRecognizer,
                      utterances: pl.DataFrame, stems: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """Prosody (F0 mean/range, energy, speaking rate, voice effort) of every utterance from the
@@ -204,7 +209,7 @@ def clip_checks(df: pl.DataFrame, cfg: ClipConfig) -> Iterator[dg.AssetCheckResu
 # ------------------------------------------------------------------------- per series
 
 
-@dg.asset(group_name=GROUP, kinds={"polars", "duckdb", "scikit-learn"},
+@dg.asset(**series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "scikit-learn"},
           ins={"emotion_features": dg.AssetIn(partition_mapping=ALL_EPISODES)})
 def emotion_tags(context: dg.AssetExecutionContext, emotion_recognizer: EmotionRecognizer,
                  storage: StorageResource,
@@ -255,7 +260,7 @@ SPLIT_CHECKS = ("splits_no_clip_in_two_splits", "splits_no_group_spans_splits")
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"polars", "duckdb"},
+    **series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},
     check_specs=[dg.AssetCheckSpec(n, asset="dataset_splits", blocking=True) for n in SPLIT_CHECKS],
 )
@@ -317,7 +322,7 @@ class ExportsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"polars", "duckdb", "parquet"},
+    **series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "parquet"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},
     check_specs=[dg.AssetCheckSpec("exports_match_splits", asset="dataset_exports",
                                    blocking=True)],
@@ -359,7 +364,7 @@ def dataset_exports(context: dg.AssetExecutionContext, config: ExportsConfig,
                                         "mismatched": str(wrong) if wrong else "none"})
 
 
-@dg.asset(group_name=GROUP, kinds={"polars", "duckdb", "markdown"},
+@dg.asset(**series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "markdown"},
           ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)})
 def dataset_cards(storage: StorageResource, clips: pl.DataFrame, dataset_splits: pl.DataFrame,
                   emotion_tags: pl.DataFrame) -> dg.Output[pl.DataFrame]:

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs
+from voice_assets.assets.common import review_asset_kwargs
 from voice_assets.characters.cast import load_cast
 from voice_assets.characters.store import load_maps
 from voice_assets.errors import MediaError
@@ -86,7 +86,7 @@ def series_characters(
     group_name="review",
     kinds={"labelstudio", "duckdb"},
     deps=["speaker_embeddings"],
-    **episode_asset_kwargs,
+    **review_asset_kwargs,
 )
 def review_tasks(
     context: dg.AssetExecutionContext,

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
-from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import model_asset_kwargs, png_md
 from voice_assets.errors import MediaError
 from voice_assets.partitions import episodes
 from voice_assets.plots import spectrogram_png
@@ -41,7 +41,7 @@ def one_row(df: pl.DataFrame, table: str, episode: str) -> dict:
     return df.row(0, named=True)
 
 
-@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**model_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
 def stems(
     context: dg.AssetExecutionContext,
     episode_audio: pl.DataFrame,

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import episode_asset_kwargs, model_asset_kwargs, png_md
 from voice_assets.errors import MediaError
 from voice_assets.plots import bar_png
 from voice_assets.progress import logging_progress
@@ -47,7 +47,7 @@ def time_problems(df: pl.DataFrame, duration: float) -> dict[str, int]:
 
 
 @dg.asset(
-    **episode_asset_kwargs,
+    **model_asset_kwargs,
     group_name="speech",
     check_specs=[
         dg.AssetCheckSpec("transcript_not_empty_where_speech", asset="transcript"),

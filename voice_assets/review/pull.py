@@ -5,11 +5,11 @@ down, slow, 401, database busy) leaves it where it was and the next poll catches
 deterministic ids, so reprocessing an annotation after a crash stores nothing twice.
 
 Cursor (JSON): ``{"v": 1, "since": "<ISO-8601 UTC>" | null, "seen": {"<annotation id>":
-"<updated_at>"}, "pending": [{"batch": "<batch id>", "episodes": [...], "at": "<ISO>"}]}``.
-``since`` is the newest annotation ``updated_at`` processed; ``seen`` lists annotations processed
-in the ``LOOKBACK_S`` seconds before it, because annotations saved at nearly the same time can
-become visible out of order; ``pending`` lists correction batches whose episode runs must finish
-before the series-level (unpartitioned) assets are rebuilt.
+"<updated_at>"}}``. ``since`` is the newest annotation ``updated_at`` processed; ``seen`` lists
+annotations processed in the ``LOOKBACK_S`` seconds before it, because annotations saved at
+nearly the same time can become visible out of order. (Older cursors also carried a
+``pending`` list of correction batches; it is ignored: the series outputs now follow their
+episodes by declarative automation.)
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ CURSOR_VERSION = 1
 class Cursor:
     since: datetime | None = None
     seen: dict[str, str] = field(default_factory=dict)
-    pending: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def parse(cls, raw: str | None) -> Cursor:
@@ -57,8 +56,7 @@ class Cursor:
             data = json.loads(raw)
             since = parse_time(data["since"]) if data.get("since") else None
             seen = {str(k): str(v) for k, v in (data.get("seen") or {}).items()}
-            pending = [dict(p) for p in data.get("pending") or []]
-            return cls(since, seen, pending)
+            return cls(since, seen)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise VoiceAssetsError(f"unreadable corrections sensor cursor {raw!r}: {exc}") from exc
 
@@ -68,7 +66,6 @@ class Cursor:
                 "v": CURSOR_VERSION,
                 "since": self.since.isoformat() if self.since else None,
                 "seen": dict(sorted(self.seen.items())),
-                "pending": self.pending,
             },
             sort_keys=True,
         )
@@ -107,11 +104,11 @@ def advance(cursor: Cursor, records: list[AnnotationRecord]) -> Cursor:
         [r.updated_at for r in records] + ([cursor.since] if cursor.since else []), default=None
     )
     if newest is None:
-        return Cursor(pending=list(cursor.pending))
+        return Cursor()
     low = newest - timedelta(seconds=LOOKBACK_S)
     seen = {k: v for k, v in cursor.seen.items() if parse_time(v) > low}
     seen.update({str(r.annotation_id): _stamp(r.updated_at) for r in records if r.updated_at > low})
-    return Cursor(newest, seen, list(cursor.pending))
+    return Cursor(newest, seen)
 
 
 def _stored_corrections(con: Any, episodes: list[str]) -> pl.DataFrame:

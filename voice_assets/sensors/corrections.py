@@ -3,15 +3,13 @@
 Each tick polls Label Studio for annotations created or updated since the cursor and appends
 them to the corrections table (and confirmed names). It then requests, per affected episode, one
 run of utterances and every episode-partitioned asset downstream of it (clips, ...), tagged with
-the correction ids. Series-level assets downstream (splits, exports, cards: unpartitioned) are
-requested by a later tick, once that batch's episode runs have finished, so they read the
-corrected clips. Review tasks are not re-pushed (no loop back into Label Studio).
+the correction ids. The series-level outputs (splits, exports, cards) follow by declarative
+automation once those runs finish (voice_assets/automation.py), as they do for new episodes.
+Review tasks are not re-pushed (no loop back into Label Studio).
 
 Label Studio down, slow or answering 401, or the database busy: a SkipReason that says so and
 the cursor stays where it was; nothing is lost, the next tick catches up.
 """
-
-from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -21,22 +19,18 @@ from voice_assets.partitions import episodes
 from voice_assets.resources.label_studio import LabelStudioResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review.corrections import DatabaseBusyError
-from voice_assets.review.pull import Cursor, pull_corrections
+from voice_assets.review.pull import pull_corrections
 
 TAG_CORRECTION_IDS = "voice_assets/correction_ids"
 TAG_CORRECTION_BATCH = "voice_assets/correction_batch"
-TAG_STAGE = "voice_assets/correction_stage"
 TAG_TRIGGER = "voice_assets/trigger"
 MAX_TAG_CHARS = 2000
-PENDING_GIVE_UP = timedelta(days=2)
 
-# utterances and everything downstream of it, except the review group (no push-back loop).
-# from_string tolerates a code location where utterances is not defined (yet).
+# utterances and every episode asset downstream of it, except the review group (no push-back
+# loop). from_string tolerates a code location where utterances is not defined (yet).
 CORRECTED_ASSETS = dg.AssetSelection.from_string('key:"utterances"').downstream() - (
     dg.AssetSelection.groups("review")
 )
-
-_FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 def _ids_tag(ids: list[str]) -> str:
@@ -52,56 +46,18 @@ def _ids_tag(ids: list[str]) -> str:
     return ",".join(kept) + f",+{len(ids) - len(kept)} more"
 
 
-def corrected_assets(
-    context: dg.SensorEvaluationContext,
-) -> tuple[list[dg.AssetKey] | None, list[dg.AssetKey]]:
-    """(episode-partitioned, unpartitioned) assets to re-materialize after a correction.
+def corrected_assets(context: dg.SensorEvaluationContext) -> list[dg.AssetKey] | None:
+    """The episode-partitioned assets to re-materialize after a correction.
 
-    (None, []) when the sensor runs without its repository (the target then decides).
+    None when the sensor runs without its repository (the target then decides).
     """
     try:
         graph = context.repository_def.asset_graph  # type: ignore[union-attr]
     except (dg.DagsterInvariantViolationError, AttributeError):
-        return None, []
+        return None
     keys = CORRECTED_ASSETS.resolve(graph, allow_missing=True)
-    by_name = sorted(keys, key=lambda k: k.to_user_string())
-    partitioned = [k for k in by_name if graph.get(k).partitions_def == episodes]
-    series_level = [k for k in by_name if graph.get(k).partitions_def is None]
-    return partitioned, series_level
-
-
-def _series_followups(
-    context: dg.SensorEvaluationContext, cursor: Cursor, series_level: list[dg.AssetKey]
-) -> list[dg.RunRequest]:
-    """Series-level runs for batches whose episode runs have all finished (one succeeded)."""
-    requests, still = [], []
-    now = datetime.now(UTC)
-    for item in cursor.pending:
-        runs = context.instance.get_runs(
-            filters=dg.RunsFilter(tags={TAG_CORRECTION_BATCH: item["batch"]})
-        )
-        episode_runs = [r for r in runs if r.tags.get(TAG_STAGE) != "series"]
-        finished = {r.tags.get("dagster/partition") for r in episode_runs if r.status in _FINISHED}
-        ok = any(r.status == dg.DagsterRunStatus.SUCCESS for r in episode_runs)
-        if set(item["episodes"]) <= finished:
-            if ok and series_level:
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"corrections-series:{item['batch']}",
-                        asset_selection=series_level,
-                        tags={
-                            TAG_CORRECTION_BATCH: item["batch"],
-                            TAG_STAGE: "series",
-                            TAG_TRIGGER: "label_studio_corrections",
-                        },
-                    )
-                )
-        elif now - datetime.fromisoformat(item["at"]) < PENDING_GIVE_UP:
-            still.append(item)
-        else:
-            context.log.warning(f"gave up waiting for the episode runs of batch {item['batch']}")
-    cursor.pending = still
-    return requests
+    return sorted((k for k in keys if graph.get(k).partitions_def == episodes),
+                  key=lambda k: k.to_user_string())
 
 
 @dg.sensor(
@@ -124,9 +80,8 @@ def label_studio_corrections_sensor(
     except DatabaseBusyError as exc:
         return dg.SkipReason(f"corrections not recorded yet: {exc}. Cursor unchanged.")
     cursor = pulled.cursor
-    partitioned, series_level = corrected_assets(context)
-    requests = _series_followups(context, cursor, series_level)
-    episode_requests = []
+    partitioned = corrected_assets(context)
+    requests = []
     # Names (and their scope) reach utterances through the character map, which
     # character_names_sensor re-materializes for every episode the name changes.
     name_only = {
@@ -144,7 +99,7 @@ def label_studio_corrections_sensor(
             continue
         if partitioned is not None and not partitioned:
             continue
-        episode_requests.append(
+        requests.append(
             dg.RunRequest(
                 run_key=f"corrections:{episode}:{pulled.batch_id}",
                 partition_key=episode,
@@ -152,25 +107,15 @@ def label_studio_corrections_sensor(
                 tags={
                     TAG_CORRECTION_IDS: _ids_tag(ids),
                     TAG_CORRECTION_BATCH: str(pulled.batch_id),
-                    TAG_STAGE: "episode",
                     TAG_TRIGGER: "label_studio_corrections",
                 },
             )
         )
-    if episode_requests and series_level:
-        cursor.pending.append(
-            {
-                "batch": str(pulled.batch_id),
-                "episodes": sorted(r.partition_key for r in episode_requests if r.partition_key),
-                "at": datetime.now(UTC).isoformat(),
-            }
-        )
-    requests += episode_requests
     if pulled.rows:
         context.log.info(
             f"recorded {pulled.n_new_rows} new correction(s) from {pulled.n_annotations} "
             f"annotation(s) (batch {pulled.batch_id}); {pulled.n_names} confirmed name(s); "
-            f"requesting {len(episode_requests)} episode run(s)"
+            f"requesting {len(requests)} episode run(s)"
         )
     events = []
     if pulled.n_new_rows:
@@ -191,6 +136,4 @@ def label_studio_corrections_sensor(
         if pulled.n_annotations
         else "no new annotations"
     )
-    if cursor.pending:
-        why += f"; waiting for the episode runs of {len(cursor.pending)} correction batch(es)"
     return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor.dump())

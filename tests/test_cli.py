@@ -15,7 +15,9 @@ from voice_assets.synth import SynthEpisode
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # The CLI sets DAGSTER_HOME itself; set-then-delete makes monkeypatch restore it after.
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    monkeypatch.delenv("DAGSTER_HOME")
     return home
 
 
@@ -34,6 +36,12 @@ def test_ingest_refuses_a_text_file_renamed_mp4_and_copies_nothing(home: Path,
     assert result.exit_code == 1
     assert str(bad) in result.output and "not a media file" in result.output
     assert not (home / "inbox" / "Show").exists() or not any((home / "inbox" / "Show").iterdir())
+
+
+def test_run_with_nothing_to_run_is_an_error(home: Path) -> None:
+    for args in (["run", "--all"], ["run", "--series"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "no episodes yet" in result.output, result.output
 
 
 def test_models_list_and_verify_name_the_pull_command(home: Path) -> None:
@@ -71,6 +79,17 @@ def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
                   "clips"):
         assert rows[asset] == ["x"], status.output
     assert "never" not in rows["dataset_exports"], status.output
+    assert status.output.count("; current") == 5, status.output  # every series output
+
+    # A re-run of one episode leaves the series outputs behind until `run --series`.
+    assert invoke("run", "--episode", key, "--select", "clips").exit_code == 0
+    stale = invoke("status").output
+    assert "dataset_splits" in stale and "stale: clips of 1 episode(s) updated since" in stale
+    assert f"out of date (episodes {key})" in stale and "voice-assets run --series" in stale
+    assert invoke("run", "--series", "--all").exit_code == 2  # --series takes no episodes
+    rebuilt = invoke("run", "--series")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "out of date" not in invoke("status").output
 
     import duckdb
 

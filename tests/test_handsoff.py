@@ -100,7 +100,7 @@ def test_three_episodes_dropped_at_once_end_in_one_series_rebuild(
 
     # `voice-assets status` on that home: every series output current.
     monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     from voice_assets.cli import main
 
     status = CliRunner().invoke(main, ["status"], catch_exceptions=False)

@@ -71,3 +71,25 @@ def test_written_config_is_loaded_by_dagster_and_left_alone_once_taken_over(
     (tmp_path / "dagster.yaml").write_text(own)
     assert not write_instance_config(tmp_path, plan)
     assert (tmp_path / "dagster.yaml").read_text() == own
+
+
+def test_cli_instance_sets_the_pools_unless_the_file_was_taken_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voice_assets.cli import _instance
+
+    monkeypatch.setenv("VOICE_ASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("VOICE_ASSETS_MODEL_SLOTS", "3")
+    instance = _instance()
+    slots = {p: instance.event_log_storage.get_concurrency_info(p).slot_count
+             for p in ("models", "series", "label_studio")}
+    assert slots == {"models": 3, "series": 1, "label_studio": 1}
+    instance.dispose()
+
+    config = tmp_path / "dagster" / "dagster.yaml"
+    config.write_text(config.read_text().replace(MARKER, "# mine"))
+    monkeypatch.setenv("VOICE_ASSETS_MODEL_SLOTS", "1")
+    instance = _instance()
+    assert instance.event_log_storage.get_concurrency_info("models").slot_count == 3
+    assert "# mine" in config.read_text()
+    instance.dispose()

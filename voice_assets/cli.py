@@ -49,13 +49,16 @@ def _instance():  # -> dg.DagsterInstance, imported lazily: dagster is slow to i
         home = str(_layout().dagster_home)
         os.environ["DAGSTER_HOME"] = home
     Path(home).mkdir(parents=True, exist_ok=True)
-    plan = _run_plan()
-    instance_config.write_instance_config(Path(home), plan)
+    managed = instance_config.is_managed(Path(home))
+    if managed:
+        plan = _run_plan()
+        instance_config.write_instance_config(Path(home), plan)
     instance = dg.DagsterInstance.get()
-    storage = instance.event_log_storage
-    for pool, slots in plan.pools.items():
-        if storage.get_concurrency_info(pool).slot_count != slots:
-            storage.set_concurrency_slots(pool, slots)
+    if managed:  # a user who took the file over sets pool limits in the UI or CLI
+        storage = instance.event_log_storage
+        for pool, slots in plan.pools.items():
+            if storage.get_concurrency_info(pool).slot_count != slots:
+                storage.set_concurrency_slots(pool, slots)
     return instance
 
 

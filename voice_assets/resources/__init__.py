@@ -8,6 +8,7 @@ from voice_assets.paths import Layout
 from voice_assets.resources.asr import AlignmentResource, ASRResource
 from voice_assets.resources.diarizer import DiarizerResource
 from voice_assets.resources.emotion import EmotionRecognizer
+from voice_assets.resources.faces import FaceDetectorResource
 from voice_assets.resources.label_studio import label_studio_resource
 from voice_assets.resources.separator import SeparatorResource
 from voice_assets.resources.storage import StorageResource
@@ -26,4 +27,5 @@ def default_resources(layout: Layout | None = None) -> dict[str, Any]:
         "asr": ASRResource(home=str(layout.home)),
         "alignment": AlignmentResource(),
         "emotion_recognizer": EmotionRecognizer(home=str(layout.home)),
+        "face_detector": FaceDetectorResource(),
     }

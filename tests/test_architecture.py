@@ -8,8 +8,9 @@ import sys
 
 import voice_assets
 
-DOMAIN_PACKAGES = ("media", "speech", "characters", "dataset", "review", "synth")
-DOMAIN_MODULES = ("inbox", "episode_keys", "bench", "models", "atomic", "paths", "plots")
+DOMAIN_PACKAGES = ("media", "speech", "characters", "faces", "dataset", "review", "synth")
+DOMAIN_MODULES = ("inbox", "episode_keys", "bench", "models", "atomic", "paths", "plots",
+                  "instance_config")
 
 
 def _domain_modules() -> list[str]:

@@ -51,4 +51,5 @@ def test_benchmark_on_demo_episode(demo_episode, tmp_path):
     by = {s.stage: s for s in report.stages}
     assert by["alignment"].detail["lines"] > 0
     assert by["utterances"].detail["rows"] > 0
+    assert by["faces"].detail["tracks"] > 10 and by["faces"].detail["turns_with_face"] > 0
     print(bench.format_table(report))

@@ -32,7 +32,7 @@ from typing import Any
 from voice_assets.progress import Progress, silent
 
 STAGES = ("decode_audio", "stems", "voice_activity", "diarization", "transcript", "alignment",
-          "utterances")
+          "utterances", "faces")
 
 
 # --- memory measurement -----------------------------------------------------------------------
@@ -292,6 +292,21 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
                                       transcript.language)
 
     timer.run("utterances", fuse, lambda df: {"rows": len(df)})
+
+    def faces() -> Any:
+        from voice_assets.faces.detect import DlibDetector
+        from voice_assets.faces.episode import track_episode_faces
+        from voice_assets.faces.speaking import Turn, speaking_faces
+
+        found = track_episode_faces(media_path, region_list, DlibDetector(), progress=progress)
+        turns = [Turn(t.speaker, t.start, t.end) for t in diar.turns]
+        ranked = speaking_faces(turns, [t.activity_series() for t in found.tracks])
+        return found, ranked
+
+    timer.run("faces", faces, lambda f: {
+        "tracks": len(f[0].tracks), "detector_passes": f[0].detector_passes,
+        "turns_with_face": sum(r.track_id is not None for r in f[1]),
+        **({"skipped": f[0].skipped} if f[0].skipped else {})})
 
     total = time.perf_counter() - t_start
     for s in timer.stages:

@@ -86,7 +86,7 @@ class DlibDetector:
     name = "dlib"
     embedding_dim = 128
 
-    def __init__(self, upsample: int = 1, min_score: float = 0.0) -> None:
+    def __init__(self, upsample: int = 1, min_score: float = 0.3) -> None:
         import dlib
         import face_recognition_models as weights
 

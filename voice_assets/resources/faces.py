@@ -25,6 +25,7 @@ class FaceDetectorResource(dg.ConfigurableResource):
 
     backend: str = Field(default="dlib", description="dlib | insightface | haar")
     upsample: int = Field(default=1, description="dlib: image upsampling passes (small faces)")
+    min_score: float = Field(default=0.3, description="dlib: HOG detection score to keep a face")
     insightface_model: str = Field(default="insightface-buffalo_l",
                                    description="models-dir entry holding SCRFD and ArcFace")
     det_size: int = Field(default=640, description="insightface: detector input size")
@@ -47,7 +48,7 @@ def _insightface(res: FaceDetectorResource, layout: Layout) -> FaceDetector:
 
 
 BACKENDS: dict[str, Callable[[FaceDetectorResource, Layout], FaceDetector]] = {
-    "dlib": lambda res, _layout: DlibDetector(upsample=res.upsample),
+    "dlib": lambda res, _layout: DlibDetector(upsample=res.upsample, min_score=res.min_score),
     "haar": lambda _res, _layout: HaarDetector(),
     "insightface": _insightface,
 }

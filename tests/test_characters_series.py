@@ -39,7 +39,8 @@ EPISODES = [  # series, name, seed, index, cast, subtitles
 ]
 UP_TO_UTTERANCES = ["episode_media", "episode_audio", "episode_subtitles", "stems",
                     "voice_activity", "diarization", "speaker_embeddings", "transcript",
-                    "aligned_transcript", "character_map", "utterances"]
+                    "aligned_transcript", "face_tracks", "speaking_faces", "character_map",
+                    "utterances"]
 REMAP = ["character_map", "utterances"]
 
 

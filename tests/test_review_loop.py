@@ -31,9 +31,11 @@ from voice_assets.assets.review import review_tasks
 from voice_assets.assets.utterances import utterances
 from voice_assets.atomic import write_wav
 from voice_assets.cli_labelstudio import labelstudio
+from voice_assets.faces.tables import FACE_TRACK_SCHEMA, SPEAKING_SCHEMA
 from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
 from voice_assets.resources.diarizer import DiarizerResource
+from voice_assets.resources.faces import FaceDetectorResource
 from voice_assets.resources.label_studio import API_KEY_ENV, LabelStudioResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review import server
@@ -165,6 +167,17 @@ def transcript(context: dg.AssetExecutionContext) -> pl.DataFrame:
 
 
 @dg.asset(**episode_asset_kwargs)
+def face_tracks() -> pl.DataFrame:
+    """Stand-in: these episodes are audio only, so no faces (what the real asset returns)."""
+    return pl.DataFrame(schema=FACE_TRACK_SCHEMA)
+
+
+@dg.asset(**episode_asset_kwargs)
+def speaking_faces() -> pl.DataFrame:
+    return pl.DataFrame(schema=SPEAKING_SCHEMA)
+
+
+@dg.asset(**episode_asset_kwargs)
 def diarization(context: dg.AssetExecutionContext, config: DiarizationConfig) -> pl.DataFrame:
     names = SWAPPED if config.swap else SPEAKER_OF
     return pl.DataFrame(
@@ -224,6 +237,8 @@ ASSETS = [
     transcript,
     diarization,
     speaker_embeddings,
+    face_tracks,
+    speaking_faces,
     character_map,
     utterances,
     review_tasks,
@@ -236,6 +251,8 @@ UPSTREAM = [
     "transcript",
     "diarization",
     "speaker_embeddings",
+    "face_tracks",
+    "speaking_faces",
     "character_map",
     "utterances",
 ]
@@ -279,6 +296,7 @@ class Loop:
             "io_manager": self.io_manager,
             "storage": StorageResource(home=str(self.home)),
             "diarizer": DiarizerResource(),
+            "face_detector": FaceDetectorResource(),
             "label_studio": LabelStudioResource(
                 home=str(self.home), api_key=dg.EnvVar(API_KEY_ENV), **ls
             ),

@@ -44,14 +44,26 @@ from voice_assets.characters.store import (
 )
 from voice_assets.characters.voices import LinkConfig
 from voice_assets.episode_keys import slug
+from voice_assets.faces.identity import face_votes, name_tracks, seed_from_picture
 from voice_assets.plots import bar_png, stacked_bar_png
 from voice_assets.resources.diarizer import DiarizerResource
+from voice_assets.resources.faces import FaceDetectorResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review.names import load_confirmed_names
 from voice_assets.speech.audio_io import read_mono
 
 GROUP = "characters"
 DRIFT_COSINE = 0.92  # two characters' prototypes this close are probably one voice
+
+
+def name_faces(cast: Cast, face_detector: FaceDetectorResource, storage: StorageResource,
+               face_tracks: pl.DataFrame) -> dict[int, tuple[str, float]]:
+    """Face tracks named by the face pictures of ``characters.yaml`` (none without them)."""
+    pictures = [(c.name, p) for c in cast.characters for p in c.faces]
+    if not pictures or face_tracks.is_empty():
+        return {}
+    detector = face_detector.detector(storage.layout)
+    return name_tracks(face_tracks, [seed_from_picture(n, p, detector) for n, p in pictures])
 
 
 def human_names(database: Path, series: str) -> list[HumanName]:
@@ -129,18 +141,23 @@ MAP_CHECKS = ("character_map_every_speaker_mapped", "character_map_confidence")
 )
 def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
                   storage: StorageResource, diarizer: DiarizerResource,
+                  face_detector: FaceDetectorResource,
                   speaker_embeddings: pl.DataFrame, diarization: pl.DataFrame,
-                  aligned_transcript: pl.DataFrame) -> Iterator[Any]:
+                  aligned_transcript: pl.DataFrame, face_tracks: pl.DataFrame,
+                  speaking_faces: pl.DataFrame) -> Iterator[Any]:
     """Each diarized speaker of the episode as a series character (named, ``voice-NN`` or
     ``background``), with a confidence and the evidence: voice similarity to the series
-    voices, subtitle name votes, human names, reference clips."""
+    voices, subtitle name votes, the named faces that speak its turns, human names, reference
+    clips."""
     episode = context.partition_key
     series = series_of(episode)
     home = storage.layout.home
     cast = load_cast(storage.layout.inbox, series)
     human = human_names(storage.layout.database, series)
     refs = reference_embeddings(cast, diarizer, storage, context.log)
-    evidence = EpisodeEvidence(episode, speaker_embeddings, diarization, aligned_transcript)
+    named_faces = name_faces(cast, face_detector, storage, face_tracks)
+    evidence = EpisodeEvidence(episode, speaker_embeddings, diarization, aligned_transcript,
+                               face_votes(speaking_faces, named_faces))
     with locked_ledger(home, series) as ledger:
         new_ledger, df = map_episode(ledger, evidence, cast, human, refs, config.link(),
                                      config.naming())
@@ -161,6 +178,7 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
         "named": int(df.filter(~pl.col("source").is_in(["voice-id", "background"])).height),
         "new_voices": new_voices,
         "cast_file": str(cast.path) if cast.path else "(none: open cast)",
+        "face_tracks_named": len(named_faces),
         "evidence": dg.MetadataValue.md(md_table(df.select(
             "speaker", "character", "confidence", "source", "voice", "voice_similarity",
             "runner_up_similarity", "subtitle_votes", pl.col("speech_s").round(1)))),

@@ -11,6 +11,7 @@ from pydantic import Field
 from voice_assets.assets.common import model_asset_kwargs, png_md
 from voice_assets.assets.stems import one_row
 from voice_assets.atomic import write_bytes
+from voice_assets.errors import MediaError
 from voice_assets.faces import speaking as who
 from voice_assets.faces.episode import SamplingConfig, track_episode_faces
 from voice_assets.faces.tables import (
@@ -71,8 +72,13 @@ def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
         return dg.Output(pl.DataFrame(schema=FACE_TRACK_SCHEMA),
                          metadata={"tracks": 0, "skipped": "no video stream (audio-only)"})
     detector = face_detector.detector(storage.layout)
-    result = track_episode_faces(Path(media["source_path"]), speech, detector,
-                                 config.sampling(), progress=logging_progress(context.log))
+    try:
+        result = track_episode_faces(Path(media["source_path"]), speech, detector,
+                                     config.sampling(), progress=logging_progress(context.log))
+    except MediaError as exc:  # a broken picture must not hold back the audio pipeline
+        context.log.warning("%s: faces skipped: %s", key, exc)
+        return dg.Output(pl.DataFrame(schema=FACE_TRACK_SCHEMA),
+                         metadata={"tracks": 0, "skipped": f"video unreadable: {exc}"})
     if result.skipped:
         context.log.info("%s: %s", key, result.skipped)
     crops = _save_crops(storage, key, result.tracks)

@@ -6,6 +6,7 @@ characters:
   - name: Rex
     aliases: [REX, Rexy]             # subtitle Name/Actor spellings of the same character
     reference_clips: [refs/rex.wav]  # clean solo lines, relative to this file
+    faces: [refs/rex.png]            # pictures of the face (a crop or a still), likewise
   - name: Grace
 background: [Crowd, Announcer]       # names that mean "not a dataset character"
 ```
@@ -31,8 +32,9 @@ CAST_FILE = "characters.yaml"
 BACKGROUND = "background"
 VOICE_ID = re.compile(r"^voice-\d{2,}$")
 _TOP_KEYS = {"strict", "characters", "background"}
-_ENTRY_KEYS = {"name", "aliases", "reference_clips"}
+_ENTRY_KEYS = {"name", "aliases", "reference_clips", "faces"}
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what soundfile decodes
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what OpenCV decodes
 
 
 class CastError(VoiceAssetsError):
@@ -63,6 +65,7 @@ class CharacterSpec:
     name: str
     aliases: tuple[str, ...] = ()
     reference_clips: tuple[Path, ...] = ()
+    faces: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,15 @@ def _check_clip(path: Path, where: Path, entry: str) -> Path:
     return path
 
 
+def _check_face(path: Path, where: Path, entry: str) -> Path:
+    if not path.is_file():
+        raise CastError(where, entry, f"face picture {path} does not exist")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CastError(where, entry, f"face picture {path} is not an image "
+                        f"({', '.join(IMAGE_SUFFIXES)})")
+    return path
+
+
 def parse_cast(series: str, path: Path, data: Any) -> Cast:
     """Validate the parsed YAML of ``path``; every problem names the file and the entry."""
     if data is None:
@@ -170,12 +182,14 @@ def parse_cast(series: str, path: Path, data: Any) -> Cast:
         aliases = _strings(raw.get("aliases"), path, entry, "aliases")
         clips = [_check_clip((path.parent / c).resolve(), path, entry)
                  for c in _strings(raw.get("reference_clips"), path, entry, "reference_clips")]
+        faces = [_check_face((path.parent / f).resolve(), path, entry)
+                 for f in _strings(raw.get("faces"), path, entry, "faces")]
         claim(name, name, entry)
         for alias in aliases:
             if norm_name(alias) == norm_name(name):
                 continue
             claim(alias, name, entry)
-        specs.append(CharacterSpec(name, tuple(aliases), tuple(clips)))
+        specs.append(CharacterSpec(name, tuple(aliases), tuple(clips), tuple(faces)))
     background = _strings(data.get("background"), path, "background", "background")
     for b in background:
         if norm_name(b) in owner:

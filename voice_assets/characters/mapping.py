@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,8 @@ class EpisodeEvidence:
     embeddings: pl.DataFrame  # speaker_embeddings rows
     diarization: pl.DataFrame
     aligned: pl.DataFrame
+    # speaker -> {character: seconds its turns show that character's face speaking}
+    faces: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def speakers(self, cast: Cast) -> list[SpeakerVoice]:
         votes = subtitle_votes(self.aligned, self.diarization, cast.canonical)
@@ -94,10 +96,12 @@ class EpisodeEvidence:
             emb = np.asarray(row["embedding"] or [], dtype=np.float64)
             if not emb.size or not np.isfinite(emb).all() or np.linalg.norm(emb) == 0:
                 continue
+            own = {"subtitles": votes[spk]} if spk in votes else {}
+            if self.faces.get(spk):
+                own["faces"] = {cast.canonical(n) or n: w for n, w in self.faces[spk].items()}
             out.append(SpeakerVoice(
                 spk, emb, str(row.get("model") or ""),
-                speech.get(spk, float(row.get("speech_s") or 0.0)), turns.get(spk, 0),
-                {"subtitles": votes[spk]} if spk in votes else {}))
+                speech.get(spk, float(row.get("speech_s") or 0.0)), turns.get(spk, 0), own))
         return out
 
 

@@ -5,6 +5,8 @@ For one episode speaker (a ledger member), the first of these that gives a name 
 1. ``human``: a person named this speaker in Label Studio.
 2. ``human-voice``: a person named another speaker of the same series voice (scope "voice").
 3. ``subtitles``: the subtitle Name/Actor field of this speaker's own lines (a clear majority).
+   ``faces``: else the face that speaks this speaker's turns on screen, named by a face
+   picture of ``characters.yaml`` (voice_assets.faces.identity).
 4. ``reference``: this speaker sounds like a reference clip of ``characters.yaml``.
 5. ``voice``: the subtitles of other episodes name the same series voice.
 6. ``voice-id``: no name yet; the series voice id (``voice-07``) is the character.
@@ -12,8 +14,8 @@ For one episode speaker (a ledger member), the first of these that gives a name 
 A human name may itself be a voice id ("this speaker is voice-03"): the speaker then takes
 whatever voice-03 resolves to, which merges two voices. A name given with scope "speaker"
 applies to that speaker only and is kept out of its voice's votes, which splits a voice.
-Evidence sources other than subtitles (faces) add votes under their own source name and rank
-where ``AUTOMATIC_SOURCES`` puts them.
+Automatic evidence (subtitles, faces) adds votes under its own source name and ranks where
+``AUTOMATIC_SOURCES`` puts it; other episodes' votes of either kind make the ``voice`` rank.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from voice_assets.characters.voices import Ledger, Member, unit
 SCOPE_VOICE = "voice"
 SCOPE_SPEAKER = "speaker"
 # Automatic vote sources of a speaker's own episode, most trusted first.
-AUTOMATIC_SOURCES = ("subtitles",)
+AUTOMATIC_SOURCES = ("subtitles", "faces")
 
 
 @dataclass(frozen=True)

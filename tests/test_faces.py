@@ -210,3 +210,55 @@ def test_face_assets_on_the_demo_episode(tmp_path: Path, demo_episode: SynthEpis
     assert spoken.filter(pl.col("reason") == "speaking").height >= 0.8 * len(turns)
     meta = result.asset_materializations_for_node("speaking_faces")[0].metadata
     assert "on_screen_vs_speaking" in meta
+
+
+@pytest.mark.slow
+def test_face_pictures_name_the_speakers_of_an_episode_without_subtitles(
+        tmp_path: Path, synth_episode) -> None:
+    """No subtitles, no labels: the character map names each voice from the face that speaks
+    its turns, matched to the face pictures of characters.yaml (the real pipeline)."""
+    import cv2
+
+    from voice_assets import assets as assets_package
+    from voice_assets.resources import default_resources
+    from voice_assets.synth.faces import face
+
+    ep = synth_episode(name="Episode 01", seed=3, index=1, subtitles=False)
+    meta = json.loads(Path(ep.meta).read_text())
+    folder = tmp_path / "inbox" / "Faces Show"
+    (folder / "faces").mkdir(parents=True)
+    (folder / "Episode 01.mkv").write_bytes(Path(ep.video).read_bytes())
+    cast = []
+    for c in meta["cast"]:
+        picture = folder / "faces" / f"{c['face']}.png"
+        cv2.imwrite(str(picture), cv2.cvtColor(face(c["face"]).image, cv2.COLOR_RGB2BGR))
+        cast.append(f"  - name: {c['name']}\n    faces: [faces/{picture.name}]\n")
+    (folder / "characters.yaml").write_text("characters:\n" + "".join(cast))
+    key = "faces-show__episode-01"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("episodes", [key])
+    result = dg.materialize(
+        [*dg.load_assets_from_package_module(assets_package)],
+        selection=["episode_media", "episode_audio", "episode_subtitles", "stems",
+                   "voice_activity", "diarization", "speaker_embeddings", "transcript",
+                   "aligned_transcript", "face_tracks", "speaking_faces", "character_map"],
+        partition_key=key, instance=instance, resources=default_resources(Layout(tmp_path)),
+        raise_on_error=False)
+    assert result.success
+    cmap = result.output_for_node("character_map")
+    turns = result.output_for_node("diarization", "diarization")
+    _, truth_turns = _truth(ep)
+    truth = {}
+    for spk in set(turns["speaker"]):
+        spans = turns.filter(pl.col("speaker") == spk).select("start", "end").rows()
+        overlap: dict[str, float] = {}
+        for t in truth_turns:
+            for s, e in spans:
+                overlap[t.speaker] = overlap.get(t.speaker, 0.0) + max(
+                    0.0, min(e, t.end) - max(s, t.start))
+        truth[spk] = max(overlap, key=overlap.__getitem__)
+    main = cmap.filter(pl.col("speech_s") > 5.0)
+    assert main.height >= 3
+    for row in main.iter_rows(named=True):
+        assert row["character"] == truth[row["speaker"]], cmap
+        assert row["source"] == "faces", cmap

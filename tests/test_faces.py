@@ -102,6 +102,25 @@ def test_who_is_speaking_picks_the_face_of_the_voice(demo_episode: SynthEpisode,
     assert len(wrong) <= 1, wrong
 
 
+def test_faces_cluster_into_characters_named_by_their_voices(demo_episode: SynthEpisode,
+                                                             demo_faces) -> None:
+    """Clusters of the demo's tracks (no seed pictures): one per character, each named by the
+    character of the turns it speaks (here the truth turns stand in for the character map)."""
+    from voice_assets.faces.clusters import cluster_faces
+    from voice_assets.faces.tables import speaking_table, tracks_table
+
+    _, turns = _truth(demo_episode)
+    result, names = demo_faces
+    table = tracks_table("demo__e1", result.tracks, result.scale, "dlib", {})
+    ranked = speaking_faces(turns, [t.activity_series() for t in result.tracks])
+    clusters = cluster_faces(table, speaking_table("demo__e1", ranked),
+                             {("demo__e1", c): c for c in ("Joe", "Grace", "Rex")})
+    assert len(clusters) == 3, [(c.character, len(c.tracks)) for c in clusters]
+    for c in clusters:
+        truth = {names[t] for _, t in c.tracks}
+        assert truth == {c.character} and c.share >= 0.9, (truth, c.character, c.votes)
+
+
 def test_dlib_finds_the_face_in_a_real_photo() -> None:
     photo = skimage.data.astronaut()  # Eileen Collins, NASA (public domain), 512 x 512
     detector = DlibDetector()

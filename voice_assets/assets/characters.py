@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -44,7 +45,9 @@ from voice_assets.characters.store import (
 )
 from voice_assets.characters.voices import LinkConfig
 from voice_assets.episode_keys import slug
+from voice_assets.faces.clusters import FaceCluster, cluster_faces
 from voice_assets.faces.identity import face_votes, name_tracks, seed_from_picture
+from voice_assets.faces.tables import contact_sheet
 from voice_assets.plots import bar_png, stacked_bar_png
 from voice_assets.resources.diarizer import DiarizerResource
 from voice_assets.resources.faces import FaceDetectorResource
@@ -54,6 +57,31 @@ from voice_assets.speech.audio_io import read_mono
 
 GROUP = "characters"
 DRIFT_COSINE = 0.92  # two characters' prototypes this close are probably one voice
+
+
+def series_faces(cmap: pl.DataFrame, face_tracks: pl.DataFrame, speaking: pl.DataFrame
+                 ) -> dict[str, list[FaceCluster]]:
+    """Face clusters of each series, named through the character map of the turns they speak."""
+    if face_tracks.is_empty() or cmap.is_empty():
+        return {}
+    characters = {(e, s): c for e, s, c in cmap.select("episode", "speaker", "character").rows()}
+    out = {}
+    tracks = face_tracks.with_columns(
+        pl.col("episode").str.split("__").list.first().alias("series"))
+    for series in sorted(set(tracks["series"].to_list())):
+        mine = tracks.filter(pl.col("series") == series).drop("series")
+        said = speaking.filter(pl.col("episode").str.starts_with(f"{series}__"))
+        out[series] = cluster_faces(mine, said, characters)
+    return out
+
+
+def _crop_images(paths: list[str]) -> list[np.ndarray]:
+    out = []
+    for p in paths:
+        bgr = cv2.imread(p, cv2.IMREAD_COLOR)
+        if bgr is not None:
+            out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return out
 
 
 def name_faces(cast: Cast, face_detector: FaceDetectorResource, storage: StorageResource,
@@ -222,14 +250,18 @@ ALL_EPISODES = dg.AllPartitionMapping()
     ins={
         "character_map": dg.AssetIn(partition_mapping=ALL_EPISODES),
         "speaker_embeddings": dg.AssetIn(partition_mapping=ALL_EPISODES),
+        "face_tracks": dg.AssetIn(partition_mapping=ALL_EPISODES),
+        "speaking_faces": dg.AssetIn(partition_mapping=ALL_EPISODES),
     },
     check_specs=[dg.AssetCheckSpec("character_prototypes_distinct", asset="character_registry")],
 )
 def character_registry(context: dg.AssetExecutionContext, storage: StorageResource,
-                       character_map: pl.DataFrame,
-                       speaker_embeddings: pl.DataFrame) -> Iterator[Any]:
+                       character_map: pl.DataFrame, speaker_embeddings: pl.DataFrame,
+                       face_tracks: pl.DataFrame, speaking_faces: pl.DataFrame
+                       ) -> Iterator[Any]:
     """Per series: every character (declared, named or ``voice-NN``) with aliases, series
-    voices, episodes, minutes of speech and a voice prototype from its confident speakers."""
+    voices, episodes, minutes of speech, a voice prototype from its confident speakers, and
+    the face clusters that speak for it (crops in ``face_crops``)."""
     cmap = character_map if character_map.height else pl.DataFrame(schema=MAP_SCHEMA)
     series_names = set(cmap["series"].to_list()) if cmap.height else set()
     inbox = storage.layout.inbox
@@ -240,6 +272,12 @@ def character_registry(context: dg.AssetExecutionContext, storage: StorageResour
     emb = speaker_embeddings.select("episode", "speaker", "embedding") \
         if speaker_embeddings.height else None
     df = registry_table(cmap, casts, embeddings=emb)
+    faces = series_faces(cmap, face_tracks, speaking_faces)
+    crops = {(series, c.character): c.crops[:4] for series, cl in faces.items() for c in cl
+             if c.character}
+    df = df.with_columns(pl.Series("face_crops", [crops.get((s, c), []) for s, c in
+                                                 df.select("series", "character").rows()],
+                                   dtype=pl.List(pl.String())))
     for series in sorted(set(df["series"].to_list())):
         ledger = read_ledger(storage.layout.home, series)
         context.log.info("%s: %d characters, %d series voices over %d episodes", series,
@@ -263,6 +301,15 @@ def character_registry(context: dg.AssetExecutionContext, storage: StorageResour
             meta[f"minutes_{series}"] = png_md(stacked_bar_png(
                 table, "minutes of speech", f"{series}: speech per character and episode"),
                 "minutes per character")
+    for series, clusters in faces.items():
+        meta[f"face_clusters_{series}"] = dg.MetadataValue.md(md_table(pl.DataFrame([
+            {"cluster": c.cluster, "character": c.character or "(unclear)", "share": c.share,
+             "tracks": len(c.tracks), "episodes": len(c.episodes)} for c in clusters])))
+        sheet = contact_sheet([(f"{c.cluster}: {c.character or '?'}", image)
+                               for c in clusters[:12] for image in _crop_images(c.crops[:6])],
+                              columns=6)
+        if sheet:
+            meta[f"faces_{series}"] = png_md(sheet, f"{series} face clusters")
     yield dg.Output(df, metadata=meta)
     drift = prototype_drift(df, DRIFT_COSINE)
     yield dg.AssetCheckResult(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -267,3 +268,8 @@ def test_registry_lists_the_series_characters_with_prototypes(series_home):
     assert not drift.passed and "anon: Ghost ~ voice-03" in close and "named:" not in close
     meta = result.asset_materializations_for_node("character_registry")[0].metadata
     assert "minutes_named" in meta and "minutes_anon" in meta
+    # Face clusters of the named series: the faces that speak for each main character.
+    assert "faces_named" in meta and "face_clusters_named" in meta
+    with_faces = named.filter(pl.col("face_crops").list.len() > 0)["character"].to_list()
+    assert set(MAIN) <= set(with_faces), named.select("character", "face_crops")
+    assert all(Path(p).is_file() for p in named["face_crops"].explode().drop_nulls())

@@ -96,6 +96,8 @@ def test_cast_file_maps_aliases_and_background(tmp_path):
          "characters[1] (Grace)", "already used by character 'Rex'"),
         ("characters:\n  - name: Rex\n    reference_clips: [missing.wav]\n",
          "characters[0] (Rex)", "missing.wav does not exist"),
+        ("characters:\n  - name: Rex\n    faces: [rex.png]\n",
+         "characters[0] (Rex)", "face picture"),
         ("characters:\n  - name: Rex\n    colour: red\n", "characters[0] (Rex)", "colour"),
         ("characters:\n  - name: voice-03\n", "characters[0] (voice-03)", "reserved"),
         ("characters:\n  - aliases: [x]\n", "characters[0]", "non-empty 'name'"),

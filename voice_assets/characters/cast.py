@@ -119,21 +119,13 @@ def _strings(value: Any, where: Path, entry: str, key: str) -> list[str]:
     return [" ".join(v.split()) for v in value]
 
 
-def _check_clip(path: Path, where: Path, entry: str) -> Path:
+def _check_file(path: Path, where: Path, entry: str, what: str, kind: str,
+                suffixes: tuple[str, ...]) -> Path:
+    """A file ``characters.yaml`` points at: it must exist and have a usable suffix."""
     if not path.is_file():
-        raise CastError(where, entry, f"reference clip {path} does not exist")
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise CastError(where, entry, f"reference clip {path} is not an audio file "
-                        f"({', '.join(AUDIO_SUFFIXES)})")
-    return path
-
-
-def _check_face(path: Path, where: Path, entry: str) -> Path:
-    if not path.is_file():
-        raise CastError(where, entry, f"face picture {path} does not exist")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise CastError(where, entry, f"face picture {path} is not an image "
-                        f"({', '.join(IMAGE_SUFFIXES)})")
+        raise CastError(where, entry, f"{what} {path} does not exist")
+    if path.suffix.lower() not in suffixes:
+        raise CastError(where, entry, f"{what} {path} is not {kind} ({', '.join(suffixes)})")
     return path
 
 
@@ -180,9 +172,11 @@ def parse_cast(series: str, path: Path, data: Any) -> Cast:
         if norm_name(name) == BACKGROUND or is_voice_id(norm_name(name)):
             raise CastError(path, entry, f"'{name}' is reserved for unnamed voices")
         aliases = _strings(raw.get("aliases"), path, entry, "aliases")
-        clips = [_check_clip((path.parent / c).resolve(), path, entry)
+        clips = [_check_file((path.parent / c).resolve(), path, entry, "reference clip",
+                             "an audio file", AUDIO_SUFFIXES)
                  for c in _strings(raw.get("reference_clips"), path, entry, "reference_clips")]
-        faces = [_check_face((path.parent / f).resolve(), path, entry)
+        faces = [_check_file((path.parent / f).resolve(), path, entry, "face picture",
+                             "an image", IMAGE_SUFFIXES)
                  for f in _strings(raw.get("faces"), path, entry, "faces")]
         claim(name, name, entry)
         for alias in aliases:

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import model_asset_kwargs, png_md
+from voice_assets.assets.common import episode_asset_kwargs, model_asset_kwargs, png_md
 from voice_assets.assets.stems import one_row
 from voice_assets.atomic import write_bytes
 from voice_assets.errors import MediaError
@@ -102,8 +102,7 @@ def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
     return dg.Output(df, metadata=meta)
 
 
-@dg.asset(partitions_def=face_tracks.partitions_def, metadata={"partition_expr": "episode"},
-          group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
 def speaking_faces(context: dg.AssetExecutionContext, face_tracks: pl.DataFrame,
                    diarization: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """For each diarized turn, the on-screen face whose mouth follows the voice (score,
@@ -123,13 +122,16 @@ def speaking_faces(context: dg.AssetExecutionContext, face_tracks: pl.DataFrame,
         "dagster/row_count": df.height,
     }
     if face_tracks.height and df.height:
-        spans = [(float(r["start"]), float(r["end"]), f"face #{r['track_id']}")
+        # One row for any face on screen, one per voice, one for turns a face was seen speaking.
+        spans = [(float(r["start"]), float(r["end"]), "a face on screen")
                  for r in face_tracks.iter_rows(named=True)]
         spans += [(float(r["start"]), float(r["end"]), f"voice {r['speaker']}")
                   for r in df.iter_rows(named=True)]
+        spans += [(float(r["start"]), float(r["end"]), "speaking face found")
+                  for r in speaking.iter_rows(named=True)]
         end = max(e for _, e, _ in spans)
         meta["on_screen_vs_speaking"] = png_md(
-            timeline_png(spans[:400], end, title=f"{key}: faces on screen and voices"),
+            timeline_png(spans, end, title=f"{key}: faces on screen and voices"),
             "faces on screen against voices")
     return dg.Output(df, metadata=meta)
 

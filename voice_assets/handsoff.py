@@ -87,11 +87,26 @@ class TreeMemory:
         self._thread.join()
 
 
+def prepare_instance(home: Path) -> None:
+    """Write the instance config and create its storage before any process opens it: two
+    processes initialising a fresh SQLite instance at once can both stamp its schema version,
+    and the daemon then refuses to start ("more than one head")."""
+    import dagster as dg
+
+    from voice_assets import instance_config
+
+    dagster_home = home / "dagster"
+    instance_config.write_instance_config(
+        dagster_home, instance_config.plan_runs(instance_config.Machine.detect()))
+    dg.DagsterInstance.from_config(str(dagster_home)).dispose()
+
+
 @contextmanager
 def watching(home: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[
         subprocess.Popen]:
     """``voice-assets watch`` on ``home`` for the duration of the block, then stopped with its
     whole process tree (code server and any run still going)."""
+    prepare_instance(home)
     full = {**os.environ, **(env or {}), "VOICE_ASSETS_HOME": str(home)}
     full.pop("DAGSTER_HOME", None)  # the CLI puts the instance under the home
     with open(log, "ab") as out:
@@ -155,10 +170,13 @@ def series_state(instance: Any) -> SeriesState:
 
 def wait_for_series(instance: Any, episodes: list[str], timeout_s: float,
                     on_poll: Callable[[SeriesState], None] | None = None,
-                    poll_s: float = 5.0) -> SeriesState:
-    """Poll until every episode run finished and the series outputs were built after them."""
+                    poll_s: float = 5.0, daemon: subprocess.Popen | None = None) -> SeriesState:
+    """Poll until every episode run finished and the series outputs were built after them;
+    fail at once if the ``daemon`` process exits."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if daemon is not None and daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited with code {daemon.returncode}")
         state = series_state(instance)
         if on_poll:
             on_poll(state)
@@ -262,7 +280,7 @@ def drop_benchmark(n: int, home: Path, timeout_s: float = 3600.0, series: str = 
                 last.append(line)
 
         with TreeMemory(proc.pid) as mem:
-            state = wait_for_series(instance, keys, timeout_s, on_poll=report)
+            state = wait_for_series(instance, keys, timeout_s, on_poll=report, daemon=proc)
         wall = time.time() - start
         runs = run_records(instance)
     return DropReport(

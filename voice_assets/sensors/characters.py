@@ -21,6 +21,7 @@ from voice_assets.errors import VoiceAssetsError
 from voice_assets.partitions import episodes
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review.corrections import DatabaseBusyError
+from voice_assets.sensors.selection import episode_assets_of
 
 TAG_TRIGGER = "voice_assets/trigger"
 TAG_CHANGES = "voice_assets/character_changes"
@@ -29,16 +30,6 @@ TAG_CHANGES = "voice_assets/character_changes"
 REMAPPED_ASSETS = dg.AssetSelection.from_string('key:"character_map"').downstream() - (
     dg.AssetSelection.groups("review")
 )
-
-
-def _partitioned(context: dg.SensorEvaluationContext) -> list[dg.AssetKey] | None:
-    try:
-        graph = context.repository_def.asset_graph  # type: ignore[union-attr]
-    except (dg.DagsterInvariantViolationError, AttributeError):
-        return None
-    keys = REMAPPED_ASSETS.resolve(graph, allow_missing=True)
-    return sorted((k for k in keys if graph.get(k).partitions_def == episodes),
-                  key=lambda k: k.to_user_string())
 
 
 @dg.sensor(
@@ -59,7 +50,7 @@ def character_names_sensor(
         return dg.SkipReason(f"tables busy: {exc}")
     if maps.is_empty():
         return dg.SkipReason("no character map materialized yet")
-    selection = _partitioned(context)
+    selection = episode_assets_of(context, REMAPPED_ASSETS)
     requests: list[dg.RunRequest] = []
     problems: list[str] = []
     for series in sorted(set(maps["series"].to_list())):

@@ -20,6 +20,7 @@ from voice_assets.resources.label_studio import LabelStudioResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review.corrections import DatabaseBusyError
 from voice_assets.review.pull import pull_corrections
+from voice_assets.sensors.selection import episode_assets_of
 
 TAG_CORRECTION_IDS = "voice_assets/correction_ids"
 TAG_CORRECTION_BATCH = "voice_assets/correction_batch"
@@ -46,20 +47,6 @@ def _ids_tag(ids: list[str]) -> str:
     return ",".join(kept) + f",+{len(ids) - len(kept)} more"
 
 
-def corrected_assets(context: dg.SensorEvaluationContext) -> list[dg.AssetKey] | None:
-    """The episode-partitioned assets to re-materialize after a correction.
-
-    None when the sensor runs without its repository (the target then decides).
-    """
-    try:
-        graph = context.repository_def.asset_graph  # type: ignore[union-attr]
-    except (dg.DagsterInvariantViolationError, AttributeError):
-        return None
-    keys = CORRECTED_ASSETS.resolve(graph, allow_missing=True)
-    return sorted((k for k in keys if graph.get(k).partitions_def == episodes),
-                  key=lambda k: k.to_user_string())
-
-
 @dg.sensor(
     name="label_studio_corrections_sensor",
     target=CORRECTED_ASSETS,
@@ -80,7 +67,7 @@ def label_studio_corrections_sensor(
     except DatabaseBusyError as exc:
         return dg.SkipReason(f"corrections not recorded yet: {exc}. Cursor unchanged.")
     cursor = pulled.cursor
-    partitioned = corrected_assets(context)
+    partitioned = episode_assets_of(context, CORRECTED_ASSETS)
     requests = []
     # Names (and their scope) reach utterances through the character map, which
     # character_names_sensor re-materializes for every episode the name changes.

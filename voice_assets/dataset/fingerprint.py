@@ -6,6 +6,12 @@ line. The fingerprint is Haitsma & Kalker's (2002): 32 bits per 11.6 ms frame, e
 energy difference between neighbouring bands across neighbouring frames. It survives gain changes,
 resampling, separation artefacts and different cut points (matching searches the offset), and two
 different takes of the same line (even by the same voice actor) do not match.
+
+The threshold is measured, not Haitsma & Kalker's 0.35 (which assumes unrelated audio): a copy
+with different music laid under it at 5 dB SNR, shifted and resampled, stays at BER <= 0.14,
+while two takes of one line by a synthetic voice (same text, same speed, only the sampling noise
+differs) reach 0.17 at their closest and 0.18 at the 1st percentile. 0.15 keeps the copies and
+parts the takes; a recap that shares its mix with the original sits far lower (about 0.03).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ FP_SR = 5512
 FP_NFFT = 2048
 FP_HOP = 64
 FRAME_S = FP_HOP / FP_SR
+MAX_BER = 0.15  # see the module docstring for the measurement behind it
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -66,7 +73,7 @@ def best_match(a: np.ndarray, b: np.ndarray, offsets: Sequence[int]) -> tuple[fl
     return best
 
 
-def find_duplicates(fingerprints: Mapping[str, np.ndarray], max_ber: float = 0.3,
+def find_duplicates(fingerprints: Mapping[str, np.ndarray], max_ber: float = MAX_BER,
                     min_overlap_s: float = 0.8, min_votes: int = 3) -> list[list[str]]:
     """Groups (sorted ids, size >= 2) of clips that share the same recording.
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from voice_assets.dataset.fingerprint import find_duplicates
+from voice_assets.dataset.fingerprint import MAX_BER, find_duplicates
 
 SPLITS = ("train", "validation", "test")
 
@@ -43,7 +43,7 @@ class SplitConfig:
     # of two scenes would cost half the voice (hashing starts as the series grows).
     min_series_groups: int = 3
     dedupe: bool = True
-    max_ber: float = 0.25  # fingerprint bit error rate under which two clips are one recording
+    max_ber: float = MAX_BER  # fingerprint bit error rate under which two clips are one recording
 
     def __post_init__(self) -> None:
         if self.group_by not in ("scene", "episode"):
@@ -82,7 +82,7 @@ def hash_split(u: float, ratios: Sequence[float]) -> str:
 
 
 def duplicate_map(fingerprints: Mapping[str, Sequence[int] | np.ndarray],
-                  max_ber: float = 0.25) -> dict[str, str]:
+                  max_ber: float = MAX_BER) -> dict[str, str]:
     """{copy id: kept id} for every set of clips that are one recording (earliest id kept)."""
     groups = find_duplicates({k: np.asarray(v, dtype=np.int64).astype(np.uint32)
                               for k, v in fingerprints.items()}, max_ber=max_ber)

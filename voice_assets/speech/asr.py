@@ -26,6 +26,7 @@ from voice_assets.paths import Layout
 from voice_assets.progress import Progress, silent
 
 SAMPLE_RATE = 16_000
+MAX_UNHEARD_S = 2.0  # speech (s) a chunk may leave without words before it is re-decoded
 MAX_CHUNK_S = 30.0
 
 WORD_DTYPE = pl.Struct(
@@ -135,6 +136,18 @@ class Chunk:
         s = p.src_start + float(np.clip(t0 - p.dst_start, 0.0, p.length))
         e = p.src_start + float(np.clip(t1 - p.dst_start, 0.0, p.length))
         return s, max(e, s)
+
+    def unheard_s(self, segments: Sequence[Segment]) -> float:
+        """Seconds of this chunk's speech pieces that no decoded word falls in."""
+        heard = [False] * len(self.pieces)
+        for seg in segments:
+            for w in seg.words:
+                mid = (w.start + w.end) / 2
+                for i, p in enumerate(self.pieces):
+                    if p.src_start - 0.05 <= mid <= p.src_end + 0.05:
+                        heard[i] = True
+                        break
+        return float(sum(p.length for p, h in zip(self.pieces, heard, strict=True) if not h))
 
     def audio(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         gap = np.zeros(round(self.join_gap * sample_rate), dtype=np.float32)
@@ -354,8 +367,14 @@ def transcribe_chunks(model: Any, samples: np.ndarray, chunks: Sequence[Chunk], 
         "language": language, "beam_size": beam_size, "word_timestamps": True,
         "vad_filter": False,
     }
-    segments: list[Segment] = []
+    by_chunk: list[list[Segment]] = [[] for _ in chunks]
     progress("transcribe", 0, len(chunks))
+
+    def decode_one(i: int) -> list[Segment]:
+        raw, _info = model.transcribe(chunk_audio[i], condition_on_previous_text=False,
+                                      without_timestamps=False, **options)
+        return [_convert(seg, chunks[i]) for seg in raw]
+
     if batch_size > 1:
         from faster_whisper import BatchedInferencePipeline
 
@@ -373,14 +392,23 @@ def transcribe_chunks(model: Any, samples: np.ndarray, chunks: Sequence[Chunk], 
             mid = (float(seg.start) + float(seg.end)) / 2
             i = int(np.clip(np.searchsorted(offsets, mid, side="right") - 1,
                             0, len(chunks) - 1))
-            segments.append(_convert(seg, chunks[i], float(offsets[i])))
+            by_chunk[i].append(_convert(seg, chunks[i], float(offsets[i])))
             progress("transcribe", i + 1, len(chunks))
+        # Without time stamps the decoder sometimes ends a chunk after its first sentence
+        # (measured: one line heard of a 27 s chunk holding twelve). A chunk with speech
+        # pieces no word landed in is decoded again on its own, with time stamps (a quarter
+        # is allowed: voice activity also fires on effects and breaths that hold no words).
+        for i, chunk in enumerate(chunks):
+            speech = sum(p.length for p in chunk.pieces)
+            if chunk.unheard_s(by_chunk[i]) > max(MAX_UNHEARD_S, 0.25 * speech):
+                redo = decode_one(i)
+                if chunk.unheard_s(redo) < chunk.unheard_s(by_chunk[i]):
+                    by_chunk[i] = redo
     else:
-        for i, (chunk, audio) in enumerate(zip(chunks, chunk_audio, strict=True)):
-            raw, _info = model.transcribe(audio, condition_on_previous_text=False,
-                                          without_timestamps=False, **options)
-            segments.extend(_convert(seg, chunk) for seg in raw)
+        for i in range(len(chunks)):
+            by_chunk[i] = decode_one(i)
             progress("transcribe", i + 1, len(chunks))
+    segments = [seg for segs in by_chunk for seg in segs]
     kept = [part for s in segments if not is_hallucination(s) for part in split_segment(s)]
     kept.sort(key=lambda s: s.start)
     return Transcript(kept, str(language), model_name, prob)

@@ -12,7 +12,9 @@ import soundfile as sf
 from voice_assets.dataset.clips import (
     ClipConfig,
     assign_scenes,
+    cut_around_overlaps,
     cut_clips,
+    free_padding,
     resolve_character,
     split_long_utterances,
 )
@@ -250,6 +252,50 @@ def test_monologues_are_cut_at_their_longest_pauses():
     assert split_long_utterances(utt, max_s=30.0).height == 1
     assert split_long_utterances(utt.with_columns(pl.lit(None).alias("words")),
                                  max_s=8.0).height == 1
+
+
+def _row(rid: str, words: list[tuple[str, float, float, float]], overlap: bool,
+         speaker: str = "SPK_00") -> dict:
+    ws = [{"word": w, "start": s, "end": e, "score": 1.0, "overlap_s": float(o)}
+          for w, s, e, o in words]
+    return {"id": rid, "episode": "s__e", "start": ws[0]["start"], "end": ws[-1]["end"],
+            "speaker": speaker, "text": " ".join(w for w, *_ in words), "language": "en",
+            "overlap": overlap, "overlap_s": float(sum(o for *_, o in words)), "words": ws}
+
+
+def test_an_overlapped_turn_keeps_its_longest_clean_run_of_words():
+    rex = _row("s__e_00045000", [("We", 45.0, 45.2, 0), ("got", 45.2, 45.4, 0),
+                                 ("the", 45.4, 45.5, 0), ("job,", 45.5, 45.9, 0),
+                                 ("we", 46.0, 46.1, 0), ("start", 46.1, 46.4, 0.05),
+                                 ("on", 46.4, 46.5, 0.1), ("Monday!", 46.5, 46.8, 0.3)], True)
+    wait = _row("s__e_00046350", [("Wait!", 46.35, 46.8, 0.45)], True, "SPK_01")
+    # A turn whose clean run is too short stays whole (and the gate rejects it); so does a
+    # turn a person cleared of overlap, and one with no word timings.
+    short = _row("s__e_00050000", [("Oh", 50.0, 50.2, 0.0), ("no,", 50.2, 50.5, 0.2),
+                                   ("not", 50.5, 50.8, 0.0)], True)
+    cleared = {**_row("s__e_00060000", [("Fine.", 60.0, 61.5, 0.4)], False)}
+    bare = {**_row("s__e_00070000", [("Hm.", 70.0, 71.2, 0.3)], True), "words": []}
+    out = cut_around_overlaps(pl.DataFrame([rex, wait, short, cleared, bare]), min_s=1.0)
+    by = {r["id"]: r for r in out.iter_rows(named=True)}
+    cut = by["s__e_00045000"]
+    # "start" is touched for 0.05 s only: turn-boundary jitter, not an overlap.
+    assert (cut["start"], cut["end"], cut["text"]) == (45.0, 46.4, "We got the job, we start")
+    assert cut["overlap"] is False and cut["overlap_cut_s"] == pytest.approx(0.4)
+    assert [w["word"] for w in cut["words"]][-2:] == ["we", "start"]
+    assert cut["_cut_after_s"] == pytest.approx(0.0) and cut["_cut_before_s"] is None
+    for rid in ("s__e_00046350", "s__e_00050000", "s__e_00070000"):
+        assert by[rid]["overlap"] is True and by[rid]["overlap_cut_s"] == 0.0
+    assert by["s__e_00060000"]["end"] == 61.5 and by["s__e_00060000"]["overlap"] is False
+
+
+def test_padding_stops_at_other_speech_and_at_words_cut_away():
+    a = _row("s__e_00001000", [("Hello", 1.0, 1.5, 0), ("there.", 1.5, 2.0, 0)], False)
+    b = _row("s__e_00002050", [("Hi!", 2.05, 2.6, 0)], False, "SPK_01")
+    c = {**_row("s__e_00005000", [("Far", 5.0, 5.5, 0), ("away.", 5.5, 6.0, 0)], False),
+         "_cut_before_s": 0.04, "_cut_after_s": None}
+    out = free_padding(pl.DataFrame([a, b, c]), pad_s=0.15)
+    assert out["pad_before_s"].to_list() == pytest.approx([0.15, 0.05, 0.04])
+    assert out["pad_after_s"].to_list() == pytest.approx([0.05, 0.15, 0.15])
 
 
 def test_optional_denoise_raises_snr_without_cutting_speech(lines):

@@ -166,3 +166,33 @@ def test_diarized_speech_without_any_transcript_still_gets_its_rows():
         (0.5, 1.6, "SPK_00", "none"), (1.7, 3.0, "SPK_01", "none"),
         (4.0, 4.9, "SPK_00", "subtitle")]
     assert turn_problems(out, duration=6.0)["duplicate_ids"] == 0
+
+
+def test_overlap_is_measured_per_word_and_a_reply_over_a_line_counts_even_in_one_voice():
+    # Rex: "We got the job, we start on Monday!"; Robo's "Wait!" lands on "on Monday!".
+    # Diarization hears both as one voice (SPK_02) and flags nothing; the subtitle lines
+    # say two people talk at once.
+    rex = _words([("We", 45.0, 45.2), ("got", 45.2, 45.4), ("the", 45.4, 45.5),
+                  ("job,", 45.5, 45.9), ("we", 46.0, 46.1), ("start", 46.1, 46.4),
+                  ("on", 46.4, 46.5), ("Monday!", 46.5, 46.8)])
+    robo = _words([("Wait!", 46.35, 46.8)])
+    a = _aligned([{"text": "We got the job, we start on Monday!", "words": rex, "name": "Rex"},
+                  {"text": "Wait!", "words": robo, "name": "Robo"}])
+    diar = _diar([(44.9, 46.9, "SPK_02", False)])
+    out = fuse_utterances(EP, a, diar).sort("start")
+    assert out["overlap"].to_list() == [True, True]
+    words = out["words"][0].to_list()
+    assert [w["word"] for w in words if w["overlap_s"] > 0] == ["start", "on", "Monday!"]
+    assert [w["overlap_s"] for w in words][:5] == [0.0] * 5
+    assert out["overlap_s"].to_list() == pytest.approx([0.05 + 0.1 + 0.3, 0.45])
+
+
+def test_a_clean_line_next_to_an_overlap_has_no_overlapped_seconds():
+    joe = _words([("Turn", 50.5, 50.8), ("left", 50.8, 51.1), ("here.", 51.1, 51.6)])
+    grace = _words([("Okay,", 52.0, 52.4), ("thanks.", 52.4, 52.9)])
+    a = _aligned([{"text": "Turn left here.", "words": joe}, {"text": "Okay, thanks.",
+                                                              "words": grace}])
+    diar = _diar([(50.4, 51.7, "SPK_01", False), (51.9, 53.0, "SPK_03", False)])
+    out = fuse_utterances(EP, a, diar)
+    assert out["overlap"].to_list() == [False, False]
+    assert out["overlap_s"].to_list() == [0.0, 0.0]

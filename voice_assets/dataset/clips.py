@@ -34,6 +34,7 @@ from voice_assets.dataset.quality import (
 )
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
+from voice_assets.speech.fusion import word_is_overlapped
 
 MIN_DATASET_SR = 16_000
 
@@ -66,6 +67,7 @@ CLIP_SCHEMA: dict[str, pl.DataType] = {
     "start": pl.Float64(), "end": pl.Float64(),
     "clip_start": pl.Float64(), "clip_end": pl.Float64(), "duration_s": pl.Float64(),
     "text": pl.Utf8(), "language": pl.Utf8(), "text_source": pl.Utf8(), "overlap": pl.Boolean(),
+    "overlap_s": pl.Float64(), "overlap_cut_s": pl.Float64(),
     "scene": pl.Utf8(), "audio_path": pl.Utf8(), "sample_rate": pl.Int64(),
     "source_lufs": pl.Float64(), "loudness_lufs": pl.Float64(), "peak_dbfs": pl.Float64(),
     "clipping_ratio": pl.Float64(), "snr_db": pl.Float64(), "bandwidth_hz": pl.Float64(),
@@ -156,6 +158,89 @@ def split_long_utterances(utterances: pl.DataFrame, max_s: float,
                         "start": start, "end": end, "words": ws,
                         "text": _join_words([str(w["word"]) for w in ws], row.get("language"))})
     return pl.DataFrame(out, schema=utterances.schema)
+
+
+def cut_around_overlaps(utterances: pl.DataFrame, min_s: float = 1.0) -> pl.DataFrame:
+    """Keep the longest run of words nobody speaks over, instead of rejecting the whole turn.
+
+    Overlaps in dialogue sit at the edges of turns (an answer that starts early, a "Right"
+    over the end of a line), so most of an overlapped turn is clean speech. A row marked
+    ``overlap`` whose words say where (``overlap_s`` per word, from `mark_overlaps`) is cut to
+    its longest clean run when that run lasts ``min_s``; the text becomes the run's words, so
+    text and audio still match. ``overlap_cut_s`` says how much was cut. A row whose overlap
+    has no word timings (or a person's flag) stays whole and is rejected by the gate.
+    """
+    if utterances.is_empty() or "words" not in utterances.columns:
+        return utterances.with_columns(pl.lit(0.0).alias("overlap_cut_s"))
+    out: list[dict[str, Any]] = []
+    for row in utterances.iter_rows(named=True):
+        row = {**row, "overlap_cut_s": 0.0, "_cut_before_s": None, "_cut_after_s": None}
+        words = [w for w in row.get("words") or [] if w and w.get("start") is not None]
+        if not row.get("overlap") or not any(word_is_overlapped(w) for w in words):
+            out.append(row)
+            continue
+        best: list[dict[str, Any]] = []
+        run: list[dict[str, Any]] = []
+        for w in [*words, None]:
+            if w is not None and not word_is_overlapped(w):
+                run.append(w)
+                continue
+            if run and (run[-1]["end"] - run[0]["start"]) > (
+                    (best[-1]["end"] - best[0]["start"]) if best else -1.0):
+                best = run
+            run = []
+        if not best or best[-1]["end"] - best[0]["start"] < min_s:
+            out.append(row)
+            continue
+        start, end = float(best[0]["start"]), float(best[-1]["end"])
+        # The cut-away words are speech too: padding may reach up to them, not into them.
+        k = next(i for i, w in enumerate(words) if w is best[0])
+        before = start - float(words[k - 1]["end"]) if k else None
+        after = float(words[k + len(best)]["start"]) - end if k + len(best) < len(words) \
+            else None
+        out.append({**row, "start": start, "end": end, "words": best,
+                    "_cut_before_s": before, "_cut_after_s": after,
+                    "text": _join_words([str(w["word"]) for w in best], row.get("language")),
+                    "overlap": False, "overlap_s": 0.0,
+                    "overlap_cut_s": round((row["end"] - row["start"]) - (end - start), 3)})
+    return pl.DataFrame(out, schema={**utterances.schema, "overlap_cut_s": pl.Float64(),
+                                     "_cut_before_s": pl.Float64(), "_cut_after_s": pl.Float64()})
+
+
+def free_padding(utterances: pl.DataFrame, pad_s: float) -> pl.DataFrame:
+    """Per row, how far its clip may reach before and after it without entering other speech.
+
+    Padding is there to keep a soft word onset or a trailing breath; reaching into the
+    neighbour's words would put another voice in the clip. Speech of other rows is their
+    words (or their span when they have none); the padding stops there.
+    """
+    if utterances.is_empty():
+        return utterances.with_columns(pl.lit(pad_s).alias("pad_before_s"),
+                                       pl.lit(pad_s).alias("pad_after_s"))
+    spans: list[tuple[float, float, int]] = []
+    rows = list(utterances.iter_rows(named=True))
+    for i, r in enumerate(rows):
+        ws = [w for w in r.get("words") or [] if w and w.get("start") is not None]
+        spans += [(float(w["start"]), float(w["end"]), i) for w in ws] or \
+            [(float(r["start"]), float(r["end"]), i)]
+    s = np.array([a for a, _, _ in spans])
+    e = np.array([b for _, b, _ in spans])
+    owner = np.array([i for _, _, i in spans])
+    before, after = [], []
+    for i, r in enumerate(rows):
+        other = owner != i
+        left = e[other & (e <= r["start"] + 1e-6)]
+        right = s[other & (s >= r["end"] - 1e-6)]
+        b = r["start"] - left.max() if left.size else pad_s
+        a = right.min() - r["end"] if right.size else pad_s
+        if r.get("_cut_before_s") is not None:  # words cut away for an overlap
+            b = min(b, r["_cut_before_s"])
+        if r.get("_cut_after_s") is not None:
+            a = min(a, r["_cut_after_s"])
+        before.append(float(np.clip(b, 0.0, pad_s)))
+        after.append(float(np.clip(a, 0.0, pad_s)))
+    return utterances.with_columns(pl.Series("pad_before_s", before, pl.Float64),
+                                   pl.Series("pad_after_s", after, pl.Float64))
 
 
 def assign_scenes(utterances: pl.DataFrame, gap_s: float = 4.0) -> pl.Series:
@@ -297,8 +382,10 @@ def cut_clips(utterances: pl.DataFrame, vocals_path: str | Path, out_dir: str | 
         return pl.DataFrame(schema=CLIP_SCHEMA)
     utt = resolve_character(utterances).with_columns(
         assign_scenes(utterances, config.scene_gap_s))
+    utt = cut_around_overlaps(utt, config.gates.min_duration_s)
     utt = split_long_utterances(utt, config.gates.max_duration_s - 2 * config.pad_s,
                                 config.gates.min_duration_s).sort("start")
+    utt = free_padding(utt, config.pad_s)
     vocals, mixture, background = SpanReader(vocals_path), SpanReader(mixture_path), \
         SpanReader(background_path)
     rows: list[dict[str, Any]] = []
@@ -317,8 +404,8 @@ def cut_clips(utterances: pl.DataFrame, vocals_path: str | Path, out_dir: str | 
 def _one_clip(u: Mapping[str, Any], vocals: SpanReader, mixture: SpanReader, background: SpanReader,
               out_dir: Path, cfg: ClipConfig) -> dict[str, Any]:
     start, end = float(u["start"]), float(u["end"])
-    seg_start = max(0.0, start - cfg.pad_s)
-    raw = vocals.read(seg_start, end + cfg.pad_s)
+    seg_start = max(0.0, start - u.get("pad_before_s", cfg.pad_s))
+    raw = vocals.read(seg_start, end + u.get("pad_after_s", cfg.pad_s))
     # Clipping on original samples: the mixture and the stem, over the utterance itself.
     clip_ratio = max(clipping_ratio(vocals.read(start, end)),
                      clipping_ratio(mixture.read(start, end)))
@@ -341,7 +428,9 @@ def _one_clip(u: Mapping[str, Any], vocals: SpanReader, mixture: SpanReader, bac
         "character_source": u["character_source"], "start": start, "end": end,
         "clip_start": clip_start, "clip_end": clip_end, "duration_s": duration,
         "text": u.get("text"), "language": u.get("language"), "text_source": u.get("text_source"),
-        "overlap": bool(u.get("overlap") or False), "scene": u["scene"],
+        "overlap": bool(u.get("overlap") or False),
+        "overlap_s": float(u.get("overlap_s") or 0.0),
+        "overlap_cut_s": float(u.get("overlap_cut_s") or 0.0), "scene": u["scene"],
         "sample_rate": sr, "clipping_ratio": clip_ratio,
     }
     if is_silent:

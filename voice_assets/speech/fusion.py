@@ -17,6 +17,13 @@ import polars as pl
 
 from voice_assets.speech.asr import WORD_DTYPE
 
+# A word of an utterance also says how many of its seconds another voice was heard in.
+UTTERANCE_WORD_DTYPE = pl.Struct([*WORD_DTYPE.fields, pl.Field("overlap_s", pl.Float64)])
+# A word counts as overlapped when another voice covers this much of it (seconds, or share
+# of the word): less is turn-boundary jitter.
+OVERLAP_WORD_MIN_S = 0.08
+OVERLAP_WORD_MIN_SHARE = 0.3
+
 UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Utf8(),
     "episode": pl.Utf8(),
@@ -27,9 +34,10 @@ UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "character_confidence": pl.Float64(),
     "character_source": pl.Utf8(),
     "text": pl.Utf8(),
-    "words": pl.List(WORD_DTYPE),
+    "words": pl.List(UTTERANCE_WORD_DTYPE),
     "language": pl.Utf8(),
-    "overlap": pl.Boolean(),
+    "overlap": pl.Boolean(),  # some of the row is overlapped speech
+    "overlap_s": pl.Float64(),  # seconds of the row's speech another voice is heard in
     "text_source": pl.Utf8(),
     "speaker_confidence": pl.Float64(),
     "text_confidence": pl.Float64(),
@@ -179,15 +187,82 @@ def _speaker_confidence(turns: Turns, speaker: str | None, s: float, e: float) -
     return round(coverage * conf, 4)
 
 
-def _is_overlap(turns: Turns, speaker: str | None, s: float, e: float,
-                min_s: float = 0.1) -> bool:
-    """True when diarization flags overlapped speech, or another speaker talks, in [s, e]."""
-    if not len(turns):
-        return False
-    ov = turns.overlaps(s, e)
-    flagged = bool((ov[turns.overlap] >= min_s).any())
-    other = bool((ov[turns.speaker != speaker] >= min_s).any()) if speaker is not None else False
-    return flagged or other
+def word_is_overlapped(word: dict[str, Any]) -> bool:
+    """Whether enough of a word is spoken over (see OVERLAP_WORD_MIN_S / _SHARE)."""
+    ov = float(word.get("overlap_s") or 0.0)
+    dur = max(float(word["end"]) - float(word["start"]), 1e-3)
+    return ov >= min(OVERLAP_WORD_MIN_S, OVERLAP_WORD_MIN_SHARE * dur) and ov > 0.02
+
+
+def _covered(s: np.ndarray, e: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Seconds of each [s, e] that the (merged, sorted) ``spans`` cover."""
+    if not len(spans) or not len(s):
+        return np.zeros(len(s))
+    inter = np.minimum(e[:, None], spans[None, :, 1]) - np.maximum(s[:, None], spans[None, :, 0])
+    return np.clip(inter, 0.0, None).sum(axis=1)
+
+
+def _merged(spans: list[tuple[float, float]]) -> np.ndarray:
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return np.asarray(out, dtype=float).reshape(-1, 2)
+
+
+def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
+    """Per word and per row: the seconds another voice is heard in (in place).
+
+    Three kinds of evidence, each measured in seconds rather than flagged per turn: the
+    diarizer's overlapped stretches (of any voice), another voice's turns, and another
+    line's words at the same time (two subtitle lines said at once: diarization often hears
+    a short reply over a line as the same voice, but one person does not say two lines).
+    A row is ``overlap`` when one of its words is overlapped (see `word_is_overlapped`), or
+    already was (a line sharing its time with a concurrent line).
+    Rows without words are measured over their whole span.
+    """
+    # Evidence spans: (start, end, owner); owner is a row index for words, -1 for turns.
+    starts: list[float] = []
+    ends: list[float] = []
+    owners: list[int] = []
+    voices: list[str | None] = []
+    for a, b, spk, f in zip(turns.start, turns.end, turns.speaker, turns.overlap, strict=True):
+        starts.append(float(a))
+        ends.append(float(b))
+        owners.append(-1)
+        voices.append(None if f else spk)  # a flagged stretch counts against every voice
+    for i, r in enumerate(rows):
+        spans = [(float(w["start"]), float(w["end"])) for w in r["words"] or []] \
+            or [(float(r["start"]), float(r["end"]))]
+        for a, b in spans:
+            starts.append(a)
+            ends.append(b)
+            owners.append(i)
+            voices.append(None)  # another line's words: another person, whoever diarized
+    st, en, own = np.asarray(starts), np.asarray(ends), np.asarray(owners)
+    voice = np.asarray(voices, dtype=object)
+    anyone = np.array([v is None for v in voices], dtype=bool)
+    for i, r in enumerate(rows):
+        near = (en > r["start"]) & (st < r["end"]) & (own != i)
+        near &= anyone | (voice != r["speaker"])
+        ev = _merged(list(zip(st[near].tolist(), en[near].tolist(), strict=True)))
+        words = r["words"] or []
+        if words:
+            s = np.array([float(w["start"]) for w in words])
+            e = np.array([float(w["end"]) for w in words])
+            cov = _covered(s, e, ev)
+            r["words"] = [{**w, "overlap_s": round(float(c), 3)}
+                          for w, c in zip(words, cov, strict=True)]
+            r["overlap_s"] = round(float(cov.sum()), 3)
+            r["overlap"] = bool(r["overlap"]) or any(word_is_overlapped(w) for w in r["words"])
+        else:
+            cov = float(_covered(np.array([r["start"]]), np.array([r["end"]]), ev)[0])
+            r["overlap_s"] = round(cov, 3)
+            r["overlap"] = bool(r["overlap"]) or cov >= 0.1
 
 
 def _unsplit_concurrent(runs: list[_Run], main: str | None, i: int,
@@ -252,13 +327,14 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
                 "character": None, "character_confidence": None, "character_source": None,
                 "text": text, "words": run.words if words else [],
                 "language": language,
-                "overlap": concurrent or _is_overlap(turns, run.speaker, s, e),
+                "overlap": concurrent, "overlap_s": 0.0,
                 "text_source": ln["text_source"],
                 "speaker_confidence": _speaker_confidence(turns, run.speaker, s, e),
                 "text_confidence": round(text_conf, 4), "subtitle_name": ln["name"],
                 "split_line": len(runs) > 1, "emotion": None, "audio_path": None,
             })
     rows += untranscribed_rows(episode, turns, rows, language)
+    mark_overlaps(rows, turns)
     rows.sort(key=lambda r: (r["start"], r["speaker"] or "", r["end"]))
     seen: set[str] = set()
     for r in rows:
@@ -309,7 +385,8 @@ def untranscribed_rows(episode: str, turns: Turns, rows: Sequence[dict[str, Any]
     return [
         {"episode": episode, "start": round(s, 3), "end": round(e, 3), "speaker": spk,
          "character": None, "character_confidence": None, "character_source": None,
-         "text": "", "words": [], "language": language, "overlap": ovl, "text_source": "none",
+         "text": "", "words": [], "language": language, "overlap": ovl, "overlap_s": 0.0,
+         "text_source": "none",
          "speaker_confidence": round(conf, 4), "text_confidence": 0.0, "subtitle_name": None,
          "split_line": False, "emotion": None, "audio_path": None}
         for s, e, spk, ovl, conf in pieces if e - s >= min_s

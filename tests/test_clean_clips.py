@@ -1,0 +1,101 @@
+"""Clean clips from generated episodes with truth: yield, purity and overlap, scored as the
+maintainers score them (shared metrics: kept clean speech, purity, overlap per second).
+
+Two episodes of four characters, music 17 dB under the speech, three overlapped lines and four
+interjections each, run through the real assets (spleeter, silero VAD, GE2E diarization,
+whisper tiny.en, alignment, utterances, clips): ``E1`` with a subtitle file, ``E2`` with
+none (the transcript is ASR alone).
+"""
+
+from __future__ import annotations
+
+import jiwer
+import polars as pl
+import pytest
+from scoring import Truth
+from testdata import EpisodeHome, step_errors
+
+from voice_assets.partitions import episode_key
+from voice_assets.speech.fusion import word_is_overlapped
+from voice_assets.synth import generate_episode
+
+CAST = ("Joe", "Grace", "Rex", "Robo")
+UP_TO_CLIPS = ["episode_media", "episode_audio", "episode_subtitles", "stems", "voice_activity",
+               "diarization", "speaker_embeddings", "transcript", "aligned_transcript",
+               "face_tracks", "speaking_faces", "character_map", "utterances", "clips"]
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    home = EpisodeHome(tmp_path_factory.mktemp("clean"))
+    out = {}
+    for name, seed, index, subs in (("E1", 3, 1, True), ("E2", 4, 2, False)):
+        ep = generate_episode(home.layout.inbox / "meas", series="meas", name=name, seed=seed,
+                              index=index, cast=CAST, subtitles=subs, music_db=-17.0,
+                              overlaps=3, interjections=4)
+        key = episode_key("meas", name)
+        home.instance.add_dynamic_partitions("episodes", [key])
+        result = home.materialize(key, UP_TO_CLIPS)
+        assert result.success, step_errors(result)
+        out[name] = (home, key, ep)
+    return out
+
+
+def _tables(episodes, name):
+    home, key, ep = episodes[name]
+    return (Truth(ep.utterances), ep, home.table("utterances", key), home.table("clips", key),
+            home.table("transcript", key))
+
+
+def _overlapped_words(utterances: pl.DataFrame) -> list[tuple[float, float]]:
+    return [(w["start"], w["end"]) for ws in utterances["words"].to_list() for w in ws or []
+            if word_is_overlapped(w)]
+
+
+def test_with_subtitles_overlap_is_found_and_kept_clips_are_pure(episodes):
+    truth, _, utt, clips, _ = _tables(episodes, "E1")
+    # Two subtitle lines said at once mark each other's words (measured recall 0.96; per
+    # second precision stays ~0.4: words around a turn change are flagged with it).
+    _, recall = truth.overlap_precision_recall(_overlapped_words(utt))
+    assert recall >= 0.9, recall
+    kept = clips.filter(pl.col("keep"))
+    spans = list(kept.select("clip_start", "clip_end").iter_rows())
+    purity = [truth.speech_purity(s, e) for s, e in spans]
+    assert min(purity) >= 0.95, purity  # measured: every kept clip is one voice
+    overlapped_kept = float((truth.mask(spans) & truth.overlapped).sum()) * 0.01
+    assert overlapped_kept <= 0.1, overlapped_kept  # measured 0.0 s
+    # Overlapped turns are cut around the overlap, not thrown away.
+    assert kept.filter(pl.col("overlap_cut_s") > 0).height >= 2
+    assert (kept["overlap_s"] == 0).all() and not kept["overlap"].any()
+
+
+def test_kept_clean_speech(episodes):
+    found = total = 0.0
+    for name in ("E1", "E2"):
+        truth, _, _, clips, _ = _tables(episodes, name)
+        kept = clips.filter(pl.col("keep")).select("clip_start", "clip_end").iter_rows()
+        for got, clean in truth.kept_clean(list(kept)).values():
+            found, total = found + got, total + clean
+    # Measured 84% (65% when any overlapped turn was rejected whole).
+    assert found / total >= 0.8, (found, total)
+
+
+def test_asr_hears_every_line_of_a_chunk(episodes):
+    truth, ep, _, clips, transcript = _tables(episodes, "E2")
+    ref = " ".join(u.text for u in sorted(ep.utterances, key=lambda u: u.start))
+    hyp = " ".join(transcript.sort("start")["text"])
+    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
+                          jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
+                          jiwer.ReduceToListOfListOfWords()])
+    wer = jiwer.wer(ref, hyp, reference_transform=norm, hypothesis_transform=norm)
+    # The batched decoder returned one line of a 27 s chunk of twelve here (WER 0.57); such a
+    # chunk is decoded again. Measured 0.15 with tiny.en under music.
+    assert wer <= 0.25, wer
+    kept = clips.filter(pl.col("keep"))
+    assert kept.height >= 15  # measured 18 of 24
+    purity = [truth.speech_purity(s, e) for s, e in kept.select("clip_start", "clip_end")
+              .iter_rows()]
+    # Without subtitles a reply ASR does not hear ("What?") can stay inside a line: measured
+    # 15 of 18 kept clips pure, the rest 76-88% one voice.
+    assert sum(p >= 0.95 for p in purity) / len(purity) >= 0.75, purity
+    assert min(purity) >= 0.7, purity

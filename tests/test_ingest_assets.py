@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -275,11 +276,31 @@ def test_broken_subtitles_fail_only_the_subtitle_asset(home: Home) -> None:
     result = home.materialize(key)
     assert not result.success
     text = errors(result)
-    assert "SubtitleError" in text and "broken timestamp on line 2" in text
+    assert "SubtitleError" in text and "line 2: broken timestamp" in text
     assert str(home.show("Ep 3.srt")) in text
     assert home.table("episode_media", key).height == 1
     assert home.table("episode_audio", key).height == 1
     assert home.table("episode_subtitles", key).height == 0
+
+
+def test_two_bad_cues_of_twenty_are_named_and_the_rest_kept(home: Home) -> None:
+    write_media(home.show("Ep 4.mp4"), [AudioTrack(tone(22.0, 48000), 48000, "aac")],
+                VideoTrack(22.0))
+    cues = [f"{i + 1}\n00:00:{i:02d},000 --> 00:00:{i:02d},800\nLine {i}.\n" for i in range(20)]
+    cues[3] = "4\n00:00:0x,000 --> 00:00:03,800\nLine 3.\n"
+    cues[16] = "17\n00:00:16,900 --> 00:00:16,100\nLine 16.\n"
+    home.show("Ep 4.srt").write_text("\n".join(cues))
+    key = episode_key("Test Show", "Ep 4")
+    result = home.materialize(key)
+    assert result.success, errors(result)
+    assert home.table("episode_subtitles", key).height == 18
+    warnings = [r.user_message for r in home.instance.all_logs(result.run_id)
+                if r.level == logging.WARNING and "cue left out" in r.user_message]
+    assert len(warnings) == 2
+    assert "line 14: broken timestamp" in warnings[0] and "00:00:0x,000" in warnings[0]
+    assert "line 66: it ends before it starts" in warnings[1]
+    meta = result.asset_materializations_for_node("episode_subtitles")[0].metadata
+    assert meta["bad_cues"].value == 2
 
 
 def test_colliding_names_are_refused(home: Home) -> None:

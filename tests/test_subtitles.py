@@ -155,24 +155,47 @@ def test_bomless_utf16_is_recognised(tmp_path: Path) -> None:
     assert (text, enc) == (SRT, "utf_16_le")
 
 
-def test_broken_srt_timestamp_names_file_and_line(tmp_path: Path) -> None:
+def test_a_broken_srt_cue_is_left_out_and_named(tmp_path: Path) -> None:
     broken = SRT.replace("00:00:03,000 --> 00:00:04,000", "00:00:0x,000 --> 00:00:04,000")
-    path = _write(tmp_path, "ep.srt", broken)
-    with pytest.raises(SubtitleError, match=r"broken timestamp on line 7: '00:00:0x,000") as err:
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", broken))
+    # pysubs2 alone would fold the cue's text into the cue before it.
+    assert [ln.text for ln in subs.lines] == ["おはようございます。今日はいい天気ですね。",
+                                              "Fish & chips."]
+    assert [b.describe() for b in subs.bad_cues] == [
+        "line 7: broken timestamp: '00:00:0x,000 --> 00:00:04,000'"]
+
+
+def test_two_bad_cues_of_twenty_cost_only_those_two(tmp_path: Path) -> None:
+    cues = [f"{i + 1}\n00:00:{i:02d},000 --> 00:00:{i:02d},800\nLine number {i}.\n"
+            for i in range(20)]
+    cues[4] = "5\n00:00:04,000 --> 00:00:0x,800\nA typo in the time.\n"
+    cues[11] = "12\n00:00:11,900 --> 00:00:11,000\nBackwards.\n"
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", "\n".join(cues)))
+    assert len(subs.lines) == 18
+    assert {"A typo in the time.", "Backwards."}.isdisjoint(ln.text for ln in subs.lines)
+    assert [(b.where, b.reason) for b in subs.bad_cues] == [
+        ("line 18", "broken timestamp"), ("line 46", "it ends before it starts")]
+
+
+def test_a_file_of_mostly_broken_cues_is_refused_with_the_list(tmp_path: Path) -> None:
+    text = SRT.replace("00:00:03,000", "00:00:0x,000").replace("00:00:05,000", "0:0:5;000")
+    path = _write(tmp_path, "ep.srt", text)
+    with pytest.raises(SubtitleError, match=r"2 of 3 cues are broken.*line 7.*line 12") as err:
         parse_subtitles(path)
     assert str(path) in str(err.value)
 
 
-def test_broken_ass_timestamp_names_file_and_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, "ep.ass", ASS.replace("0:00:06.25", "0:00:0x.25"))
-    with pytest.raises(SubtitleError, match=r"0:00:0x\.25.*line 14") as err:
-        parse_subtitles(path)
-    assert str(path) in str(err.value)
+def test_a_broken_ass_event_is_left_out_and_named(tmp_path: Path) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.ass", ASS.replace("0:00:06.25", "0:00:0x.25")))
+    assert "Good morning, you two!" not in {ln.text for ln in subs.lines}
+    assert len(subs.lines) == 2
+    assert [(b.where, b.reason) for b in subs.bad_cues] == [("line 14", "broken timestamp")]
 
 
 def test_cue_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "ep.srt", "1\n00:00:05,000 --> 00:00:04,000\nBackwards\n\n")
-    with pytest.raises(SubtitleError, match="ends before it starts") as err:
+    with pytest.raises(SubtitleError, match=r"1 of 1 cues.*line 2: it ends before it starts") \
+            as err:
         parse_subtitles(path)
     assert str(path) in str(err.value)
 

@@ -158,6 +158,9 @@ def episode_subtitles(
     df = subtitles_table(key, subs)
     if subs is None:
         context.log.info("%s: no sidecar subtitle; empty table", key)
+    bad = subs.bad_cues if subs else ()
+    for cue in bad:
+        context.log.warning("%s: subtitle cue left out, %s (%s)", key, cue.describe(), sub_path)
     preview = df.head(12).select("start", "end", "name", "text")
     names = df.filter(pl.col("name").is_not_null()).get_column("name").n_unique()
     return dg.Output(
@@ -168,6 +171,9 @@ def episode_subtitles(
             "encoding": subs.encoding if subs else "none",
             "lines": df.height,
             "skipped_events": subs.skipped if subs else 0,
+            "bad_cues": len(bad),
+            "bad_cue_list": dg.MetadataValue.md(
+                "\n".join(f"- {c.describe()}" for c in bad) or "(none)"),
             "distinct_names": names,
             "preview": dg.MetadataValue.md(_md_table(preview)),
             "dagster/row_count": df.height,

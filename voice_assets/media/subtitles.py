@@ -5,7 +5,10 @@ are decoded by BOM first, then as strict UTF-8, then by charset-normalizer restr
 encodings subtitles are actually written in (restricting it is what makes short files come out
 right: unrestricted it calls Shift-JIS "mac_iceland" and CP1252 "cp1250"). pysubs2 reads the
 formats; it silently folds an SRT cue with a malformed timestamp into the previous cue's text,
-so timestamp lines are validated here first and a broken one is an error naming the line.
+so timestamp lines are validated here first. One bad cue must not cost the episode its other
+lines: bad cues (malformed timestamps, cues ending before they start) are left out and listed
+in ``Subtitles.bad_cues``, each named by its line; a file where most cues are bad is an error
+that lists them, since it is more likely the wrong file or a broken export than a typo.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 _FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt"}
 _TS = r"(?:\d+:)?\d{1,2}:\d{1,2}(?:[.,:]\d{1,3})?"
 _CUE_TIMING = re.compile(rf"^\s*{_TS}\s*-->\s*{_TS}(?:\s.*)?$")
+_ASS_EVENT = re.compile(r"^\s*(Dialogue|Comment)\s*:\s*[^,]*,\s*([^,]*?)\s*,\s*([^,]*?)\s*,",
+                        re.IGNORECASE)
+_ASS_TS = re.compile(r"^\d+:\d{1,2}:\d{1,2}(?:[.:]\d{1,3})?$")
 _VTT_VOICE = re.compile(r"<v(?:\.[\w.-]+)*\s+([^>]+)>")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _SPEAKER = re.compile(r"^\s*([^\W\d][^:：\n.!?,;]{0,23}?)(?<!\d)\s*[:：]\s*(\S.*)$", re.DOTALL)
@@ -53,12 +59,25 @@ class SubtitleLine:
 
 
 @dataclass(frozen=True)
+class BadCue:
+    """A cue left out of the lines, and where it is in the file."""
+
+    where: str  # "line 7" (of the file) or "event 12" (when only the event is known)
+    text: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.where}: {self.reason}: {self.text[:60]!r}"
+
+
+@dataclass(frozen=True)
 class Subtitles:
     path: Path
     format: str
     encoding: str
     lines: tuple[SubtitleLine, ...]
     skipped: int  # comments, vector drawings and events without text
+    bad_cues: tuple[BadCue, ...] = ()
 
 
 def decode_subtitle_bytes(
@@ -127,11 +146,67 @@ def subtitle_format(path: Path, text: str) -> str:
         return fmt
 
 
-def _check_cue_timings(path: Path, text: str) -> None:
-    for number, raw in enumerate(text.splitlines(), start=1):
+def _seconds(ts: str) -> float:
+    """'01:02:03,500', '02:03.5' or '0:02:03.50' -> seconds."""
+    parts = re.split(r"[:]", ts.strip().replace(",", "."))
+    if len(parts) == 4:  # h:mm:ss:cc (a colon before the fraction)
+        parts = [parts[0], parts[1], f"{parts[2]}.{parts[3]}"]
+    total = 0.0
+    for part in parts:
+        total = total * 60 + float(part)
+    return total
+
+
+def _backwards(start: str, end: str) -> bool:
+    return _seconds(end) < _seconds(start)
+
+
+def _srt_timing_problem(line: str) -> str | None:
+    if not _CUE_TIMING.match(line):
+        return "broken timestamp"
+    start, end = (part.split()[0] for part in line.split("-->", 1))
+    return "it ends before it starts" if _backwards(start, end) else None
+
+
+def _drop_bad_srt_cues(text: str) -> tuple[str, list[BadCue]]:
+    """The text without cues whose timing line is malformed, and those cues.
+
+    A cue is its optional number line, the timing line and the text up to the next blank line.
+    """
+    lines = text.splitlines()
+    keep = [True] * len(lines)
+    bad: list[BadCue] = []
+    for i, raw in enumerate(lines):
         line = raw.strip()
-        if "-->" in line and line[:1].isdigit() and not _CUE_TIMING.match(line):
-            raise SubtitleError(path, f"broken timestamp on line {number}: {line!r}")
+        if "-->" not in line or not line[:1].isdigit():
+            continue
+        reason = _srt_timing_problem(line)
+        if reason is None:
+            continue
+        bad.append(BadCue(f"line {i + 1}", line, reason))
+        first = i - 1 if i and lines[i - 1].strip().isdigit() else i
+        j = i
+        while j < len(lines) and lines[j].strip():
+            j += 1
+        for k in range(first, j):
+            keep[k] = False
+    return "\n".join(raw for raw, k in zip(lines, keep, strict=True) if k) + "\n", bad
+
+
+def _drop_bad_ass_events(text: str) -> tuple[str, list[BadCue]]:
+    """The text without Dialogue/Comment events whose start or end is not a timestamp."""
+    out: list[str] = []
+    bad: list[BadCue] = []
+    for i, raw in enumerate(text.splitlines()):
+        m = _ASS_EVENT.match(raw)
+        if m and not (_ASS_TS.match(m.group(2)) and _ASS_TS.match(m.group(3))):
+            bad.append(BadCue(f"line {i + 1}", raw.strip(), "broken timestamp"))
+            continue
+        if m and _backwards(m.group(2), m.group(3)):
+            bad.append(BadCue(f"line {i + 1}", raw.strip(), "it ends before it starts"))
+            continue
+        out.append(raw)
+    return "\n".join(out) + "\n", bad
 
 
 def _fmt_time(seconds: float) -> str:
@@ -180,10 +255,13 @@ def parse_subtitles(path: str | Path, encoding: str | None = None) -> Subtitles:
     if not text.strip():
         return Subtitles(path, _FORMATS.get(path.suffix.lower(), "unknown"), used, (), 0)
     fmt = subtitle_format(path, text)
+    bad: list[BadCue] = []
     if fmt in {"srt", "vtt"}:
-        _check_cue_timings(path, text)
+        text, bad = _drop_bad_srt_cues(text)
         if fmt == "vtt":
             text = _VTT_VOICE.sub(r"\1: ", text).replace("</v>", "")
+    elif fmt in {"ass", "ssa"}:
+        text, bad = _drop_bad_ass_events(text)
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
     except Exception as exc:  # pysubs2 raises ValueError and its own errors alike
@@ -206,12 +284,10 @@ def parse_subtitles(path: str | Path, encoding: str | None = None) -> Subtitles:
             continue
         start, end = event.start / 1000.0, event.end / 1000.0
         if end < start:
-            raise SubtitleError(
-                path,
-                f"broken timestamps in event {len(lines) + skipped + 1} "
-                f"({_fmt_time(start)} --> {_fmt_time(end)}, {body[:30]!r}): "
-                "it ends before it starts",
-            )
+            bad.append(BadCue(f"event {len(lines) + skipped + len(bad) + 1}",
+                              f"{_fmt_time(start)} --> {_fmt_time(end)} {body}",
+                              "it ends before it starts"))
+            continue
         lines.append(
             SubtitleLine(
                 line=len(lines),
@@ -223,9 +299,13 @@ def parse_subtitles(path: str | Path, encoding: str | None = None) -> Subtitles:
                 effect=(event.effect or None),
             )
         )
+    if bad and len(bad) >= len(lines):
+        listed = "; ".join(b.describe() for b in bad)
+        raise SubtitleError(path, f"{len(bad)} of {len(bad) + len(lines)} cues are broken "
+                                  f"(is this the right file?): {listed}")
     if not lines and not skipped:
         raise SubtitleError(path, f"no subtitle events found in this {fmt} file")
-    return Subtitles(path, fmt, used, tuple(lines), skipped)
+    return Subtitles(path, fmt, used, tuple(lines), skipped, tuple(bad))
 
 
 def _where(text: str, exc: Exception) -> str:

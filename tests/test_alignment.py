@@ -11,6 +11,7 @@ import pytest
 
 from voice_assets.speech import alignment as al
 from voice_assets.speech.asr import Word
+from voice_assets.speech.wer import word_error_rate
 
 # --- pure functions ---------------------------------------------------------------------------
 
@@ -231,17 +232,14 @@ def test_demo_subtitles_align_to_true_boundaries(demo_episode, demo_speech, tmp_
 
 @pytest.mark.slow
 def test_demo_without_subtitles_uses_asr_text(demo_episode, demo_speech):
-    import jiwer
-
     samples, regions, transcript, rtf = demo_speech
     res = al.asr_lines(transcript.segments, samples, regions, transcript.language)
     assert res.lines and all(a.text_source == "asr" for a in res.lines)
     truth = _truth_rows(demo_episode)
-    ref = " ".join(al.tokens(" ".join(t["text"] for t in sorted(truth, key=lambda t: t["start"]))))
-    hyp = " ".join(al.tokens(" ".join(a.text for a in res.lines)))
-    wer = jiwer.wer(ref, hyp)
+    wer = word_error_rate([t["text"] for t in sorted(truth, key=lambda t: t["start"])],
+                          [a.text for a in res.lines])
     print(f"demo episode, tiny.en without subtitles: WER {wer:.3f}, ASR RTF {rtf:.3f}")
-    assert wer <= 0.15  # measured 0.068-0.076 (tiny.en, vocal stem, demo episode)
+    assert wer <= 0.15  # measured 0.056 (tiny.en, vocal stem, demo episode, normalised)
     # Every ASR line holds its words, in time order, inside the audio.
     duration = len(samples) / 16000
     for a in res.lines:

@@ -50,6 +50,8 @@ def test_benchmark_on_demo_episode(demo_episode, tmp_path):
     assert report.peak_rss_mb >= max(s.peak_rss_mb for s in report.stages)
     by = {s.stage: s for s in report.stages}
     assert by["alignment"].detail["lines"] > 0
+    # ASR text against the subtitles' dialogue, normalised (measured 0.056 on the demo).
+    assert 0.0 <= by["alignment"].detail["asr_wer_vs_subtitles"] <= 0.15
     assert by["utterances"].detail["rows"] > 0
     assert by["faces"].detail["tracks"] > 10 and by["faces"].detail["turns_with_face"] > 0
     print(bench.format_table(report))

@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from voice_assets.speech.wer import word_error_rate
 from voice_assets.synth import EpisodeSpec, SynthEpisode, cached_episode, generate_episode
 from voice_assets.synth import demo_episode as write_demo_episode
 
@@ -254,7 +255,6 @@ def test_speaker_encoder_separates_the_characters(demo_episode: SynthEpisode) ->
 def test_tiny_en_transcribes_every_voice(demo_episode: SynthEpisode) -> None:
     """faster-whisper tiny.en on each clean line: measured WER 0.00 / 0.00 / 0.05 for
     Grace / Joe / Rex on the default episode; thresholds leave room for other CPUs."""
-    import jiwer
     from faster_whisper import WhisperModel
 
     from voice_assets.models import get
@@ -262,19 +262,14 @@ def test_tiny_en_transcribes_every_voice(demo_episode: SynthEpisode) -> None:
     model = WhisperModel(str(get("whisper-tiny.en").require()), device="cpu",
                          compute_type="int8", cpu_threads=2)
     audio16, lines = _clean_lines(demo_episode)
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.SubstituteRegexes({r"-": " "}),
-                          jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                          jiwer.ReduceToListOfListOfWords()])
     pairs: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for u in lines:
         seg = audio16[round(u.start * 16000):round(u.end * 16000)]
         segments, _ = model.transcribe(seg, language="en", beam_size=1)
         pairs[u.character].append((u.text, " ".join(s.text for s in segments)))
-    wers = {c: jiwer.wer([r for r, _ in p], [h for _, h in p], reference_transform=norm,
-                         hypothesis_transform=norm) for c, p in pairs.items()}
+    wers = {c: word_error_rate([r for r, _ in p], [h for _, h in p]) for c, p in pairs.items()}
     every = [x for p in pairs.values() for x in p]
-    pooled = jiwer.wer([r for r, _ in every], [h for _, h in every], reference_transform=norm,
-                       hypothesis_transform=norm)
+    pooled = word_error_rate([r for r, _ in every], [h for _, h in every])
     print("tiny.en WER per character:", {c: round(w, 3) for c, w in wers.items()},
           f"pooled {pooled:.3f}")
     assert all(w <= 0.15 for w in wers.values()), wers

@@ -279,8 +279,18 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
                                    transcript.language,
                                    progress=progress)
 
-    aligned = timer.run("alignment", align, lambda r: {"lines": len(r.lines),
-                                                       "refiner": r.refiner})
+    def align_detail(r: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"lines": len(r.lines), "refiner": r.refiner}
+        if subtitles is not None:  # the subtitles' dialogue is a reference for the ASR text
+            from voice_assets.speech.wer import word_error_rate
+
+            df = alignment.aligned_frame(episode, r).filter(pl.col("kind") == "dialogue")
+            out["asr_wer_vs_subtitles"] = round(word_error_rate(
+                df.sort("start")["text"].to_list(), [s.text for s in transcript.segments],
+                transcript.language), 3)
+        return out
+
+    aligned = timer.run("alignment", align, align_detail)
 
     def fuse() -> Any:
         turns = pl.DataFrame(

@@ -38,6 +38,8 @@ def episodes(tmp_path_factory):
         result = home.materialize(key, UP_TO_CLIPS)
         assert result.success, step_errors(result)
         out[name] = (home, key, ep)
+        out[f"{name}_clips_metadata"] = result.asset_materializations_for_node(
+            "clips")[0].metadata
     return out
 
 
@@ -78,6 +80,11 @@ def test_kept_clean_speech(episodes):
             found, total = found + got, total + clean
     # Measured 84% (65% when any overlapped turn was rejected whole).
     assert found / total >= 0.8, (found, total)
+    # The clips asset shows where each character's speech went, as a table and a plot.
+    meta = episodes["E1_clips_metadata"]
+    assert "| Joe |" in meta["yield"].value and "rejected_overlap_min" in meta["yield"].value
+    assert 0.5 <= meta["kept_share"].value <= 1.0
+    assert "![yield](data:image/png;base64," in meta["yield_per_character"].value
 
 
 def test_asr_hears_every_line_of_a_chunk(episodes):

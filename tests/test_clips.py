@@ -308,3 +308,28 @@ def test_optional_denoise_raises_snr_without_cutting_speech(lines):
     assert wada_snr(clean, SR) > wada_snr(noisy, SR) + 3
     # Speech energy is kept: the level changes by well under the 12 dB cap.
     assert abs(10 * np.log10(np.mean(clean**2) / np.mean(x**2))) < 3
+
+
+def test_yield_says_where_each_characters_speech_went():
+    from voice_assets.dataset.yield_report import yield_bars, yield_table
+
+    clips = pl.DataFrame({
+        "series": ["s"] * 5, "character": ["Mika", "Mika", "Mika", "Taro", "Taro"],
+        "start": [0.0, 10.0, 20.0, 30.0, 40.0], "end": [6.0, 13.0, 20.5, 36.0, 43.0],
+        "duration_s": [6.0, 3.0, None, 6.0, 3.0], "keep": [True, False, False, True, True],
+        "reject_reason": [None, "overlap", "too_short", None, None],
+        "overlap_cut_s": [1.2, 0.0, 0.0, 0.0, 0.0],
+    })
+    t = yield_table(clips)
+    assert t["character"].to_list() == ["Taro", "Mika"]  # most kept first
+    mika = t.row(1, named=True)
+    assert mika["found_min"] == pytest.approx((6 + 3 + 0.5 + 1.2) / 60)
+    assert mika["kept_min"] == pytest.approx(0.1)
+    assert mika["overlap_cut_min"] == pytest.approx(0.02)
+    assert mika["rejected_overlap_min"] == pytest.approx(0.05)
+    assert mika["rejected_too_short_min"] == pytest.approx(0.5 / 60)
+    assert t.row(0, named=True)["kept_share"] == 1.0
+    series = yield_table(clips, ("series", "character"))
+    assert yield_bars(series)["s/Mika"] == pytest.approx(
+        {"kept": 0.1, "cut around overlap": 0.02, "overlap": 0.05, "too_short": 0.5 / 60})
+    assert yield_table(clips.clear()).is_empty()

@@ -412,6 +412,10 @@ def test_assets_build_every_export_and_checks_pass(pipeline):
     cards = after["dataset_cards"]
     assert set(cards["character"]) == set(clips_t["character"])
     assert (root / "cards" / "mika.md").read_text().startswith("# Mika (demo)")
+    # The series' yield per character, as a table and a plot.
+    meta = pipeline["runs"][-1].asset_materializations_for_node("dataset_cards")[0].metadata
+    assert "| demo | Mika |" in meta["yield"].value
+    assert meta["yield_per_character"].value.startswith("![yield](data:image/png")
     # Emotion: no model, no labels -> null with the reason, for every utterance.
     emo = after["emotion_tags"]
     assert emo.height == clips_t.height and emo["emotion"].null_count() == emo.height

@@ -35,8 +35,9 @@ from voice_assets.dataset.emotion import FEATURES_SCHEMA, human_emotion_labels
 from voice_assets.dataset.exports import EXPORT_SCHEMA, FORMATS, dataset_rows, export_series
 from voice_assets.dataset.quality import QualityGates
 from voice_assets.dataset.splits import LEDGER_SCHEMA, SPLIT_SCHEMA, SplitConfig, assign_splits
+from voice_assets.dataset.yield_report import yield_bars, yield_table
 from voice_assets.errors import MediaError
-from voice_assets.plots import bar_png
+from voice_assets.plots import bar_png, stacked_bar_png
 from voice_assets.progress import logging_progress
 from voice_assets.resources.emotion import EmotionRecognizer
 from voice_assets.resources.storage import StorageResource
@@ -163,8 +164,24 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
         meta["kept_minutes_per_character"] = png_md(bar_png(
             dict(zip(minutes["character"], minutes["min"], strict=True)), "minutes",
             f"{episode}: kept clips"), "minutes")
+    meta.update(_yield_metadata(df, f"{episode}: speech found, kept and rejected"))
     yield dg.Output(df, metadata=meta)
     yield from clip_checks(df, cfg)
+
+
+def _yield_metadata(clips_df: pl.DataFrame, title: str,
+                    by: tuple[str, ...] = ("character",)) -> dict[str, Any]:
+    """Per character minutes found / kept / rejected by reason: a table and a stacked bar."""
+    table = yield_table(clips_df, by)
+    if table.is_empty():
+        return {}
+    found = float(table["found_min"].sum())
+    return {
+        "yield": dg.MetadataValue.md(_md_table(table, floats=2)),
+        "kept_share": round(float(table["kept_min"].sum()) / found, 3) if found else 0.0,
+        "yield_per_character": png_md(stacked_bar_png(yield_bars(table), "minutes", title),
+                                      "yield"),
+    }
 
 
 def clip_checks(df: pl.DataFrame, cfg: ClipConfig) -> Iterator[dg.AssetCheckResult]:
@@ -403,4 +420,6 @@ def dataset_cards(storage: StorageResource, clips: pl.DataFrame, dataset_splits:
             "dataset minutes (target 20-30)"), "minutes")
         meta["within_target"] = int(np.sum([s.minutes >= cards_mod.TARGET_MINUTES[0]
                                             for _, s in cards]))
+    meta.update(_yield_metadata(clips, "speech found, kept and rejected",
+                                ("series", "character")))
     return dg.Output(df, metadata=meta)

@@ -40,7 +40,7 @@ EPISODES = [  # series, name, seed, index, cast, subtitles
 ]
 UP_TO_UTTERANCES = ["episode_media", "episode_audio", "episode_subtitles", "stems",
                     "voice_activity", "diarization", "speaker_embeddings", "transcript",
-                    "aligned_transcript", "face_tracks", "speaking_faces", "character_map",
+                    "aligned_transcript", "face_tracks", "speaking_faces", "character_map", "shots",
                     "utterances"]
 REMAP = ["character_map", "utterances"]
 

@@ -22,7 +22,7 @@ from voice_assets.synth import generate_episode
 CAST = ("Joe", "Grace", "Rex", "Robo")
 UP_TO_CLIPS = ["episode_media", "episode_audio", "episode_subtitles", "stems", "voice_activity",
                "diarization", "speaker_embeddings", "transcript", "aligned_transcript",
-               "face_tracks", "speaking_faces", "character_map", "utterances", "clips"]
+               "face_tracks", "speaking_faces", "character_map", "utterances", "shots", "clips"]
 
 
 @pytest.fixture(scope="module")

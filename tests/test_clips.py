@@ -333,3 +333,15 @@ def test_yield_says_where_each_characters_speech_went():
     assert yield_bars(series)["s/Mika"] == pytest.approx(
         {"kept": 0.1, "cut around overlap": 0.02, "overlap": 0.05, "too_short": 0.5 / 60})
     assert yield_table(clips.clear()).is_empty()
+
+
+def test_a_shot_cut_inside_a_pause_starts_a_scene_and_one_during_talk_does_not():
+    utt = pl.DataFrame({"episode": ["s__e"] * 5, "start": [0.0, 2.5, 6.0, 9.0, 20.0],
+                        "end": [2.0, 4.0, 8.0, 10.0, 21.0]})
+    # Cuts at 2.2 (a 0.5 s pause: conversation), 5.0 (a 2 s pause: a new scene) and 9.5
+    # (mid-line); 20.0 follows a 10 s pause, a new scene with or without a cut.
+    scenes = assign_scenes(utt, gap_s=4.0, cuts={"s__e": [2.2, 5.0, 9.5]}).to_list()
+    assert scenes == ["s__e:scene_00000000"] * 2 + ["s__e:scene_00006000"] * 2 + [
+        "s__e:scene_00020000"]
+    # Without video the pauses alone decide.
+    assert assign_scenes(utt, gap_s=4.0).n_unique() == 2

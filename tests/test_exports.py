@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import soundfile as sf
 
+from voice_assets.assets.shots import SHOT_SCHEMA
 from voice_assets.dataset.cards import character_card, series_readme, target_status
 from voice_assets.dataset.clips import ClipConfig, cut_clips
 from voice_assets.dataset.exports import (
@@ -249,6 +250,7 @@ def _stub_upstream(voice, home: Path, episode: str, texts: list[str],
                                "background_path": [paths["background"]], "sample_rate": [SR]}),
         "episode_audio": pl.DataFrame({"episode": [episode], "dataset_path": [paths["mixture"]],
                                        "duration_s": [len(vocals) / SR]}),
+        "shots": pl.DataFrame(schema=SHOT_SCHEMA),  # audio only: scenes follow the pauses
     }
 
 
@@ -350,7 +352,7 @@ def pipeline(tmp_path_factory):
     e2 = _stub_upstream(voice, home, "demo__e2", TEXTS[::-1], recap=first_line)
     e3 = _stub_upstream(voice, home, "demo__e3", [t.upper() for t in TEXTS[2:]])
     upstream = [dg.AssetSpec(name, partitions_def=episodes, metadata={"partition_expr": "episode"})
-                for name in ("utterances", "stems", "episode_audio")]
+                for name in ("utterances", "stems", "episode_audio", "shots")]
     partitioned = [assets.emotion_features, assets.clips]
     series = [assets.emotion_tags, assets.dataset_splits, assets.dataset_exports,
               assets.dataset_cards]

@@ -142,3 +142,15 @@ def test_a_series_with_too_few_scenes_trains_on_all_of_them():
     old = grown.filter(pl.col("episode") == first["episode"][0])
     assert set(old["split"]) == {"train"}
     assert {"validation", "test"} & set(grown["split"])
+
+
+def test_a_one_episode_series_of_three_scenes_gets_validation_and_test():
+    clips = make_clips("e1", 3, ["Aki", "Ben"], per_scene=4)
+    splits, _ = assign_splits(clips.drop("fingerprint"))
+    assert set(splits["split"]) == {"train", "validation", "test"}
+    per_scene = splits.group_by("group").agg(pl.col("split").n_unique())
+    assert (per_scene["split"] == 1).all()  # no scene in two splits
+    assert "holdout" in set(splits.filter(pl.col("split") != "train")["split_reason"])
+    # Two scenes are still too few: all train.
+    two, _ = assign_splits(make_clips("e1", 2, ["Aki", "Ben"]).drop("fingerprint"))
+    assert set(two["split"]) == {"train"}

@@ -95,6 +95,9 @@ class ClipsConfig(dg.Config):
     target_lufs: float = ClipConfig.target_lufs
     scene_gap_s: float = Field(default=ClipConfig.scene_gap_s,
                                description="Silence that starts a new scene")
+    scene_cut_pause_s: float = Field(default=ClipConfig.scene_cut_pause_s,
+                                     description="Silence that starts a new scene when a "
+                                                 "shot cut falls in it")
     min_duration_s: float = QualityGates.min_duration_s
     max_duration_s: float = QualityGates.max_duration_s
     max_clipping_ratio: float = QualityGates.max_clipping_ratio
@@ -106,7 +109,7 @@ class ClipsConfig(dg.Config):
     def clip_config(self) -> ClipConfig:
         return ClipConfig(
             sample_rate=self.sample_rate, denoise=self.denoise, target_lufs=self.target_lufs,
-            scene_gap_s=self.scene_gap_s,
+            scene_gap_s=self.scene_gap_s, scene_cut_pause_s=self.scene_cut_pause_s,
             gates=QualityGates(
                 min_duration_s=self.min_duration_s, max_duration_s=self.max_duration_s,
                 max_clipping_ratio=self.max_clipping_ratio, min_snr_db=self.min_snr_db,
@@ -124,7 +127,7 @@ CLIP_CHECKS = ("clips_sample_rate", "clips_duration_bounds", "clips_audio_decode
 )
 def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: StorageResource,
           utterances: pl.DataFrame, stems: pl.DataFrame,
-          episode_audio: pl.DataFrame) -> Iterator[Any]:
+          episode_audio: pl.DataFrame, shots: pl.DataFrame) -> Iterator[Any]:
     """Every utterance cut from the vocal stem at the dataset rate, silence-trimmed and
     loudness-normalised, with quality metrics and keep/reject (rejected clips stay listed)."""
     episode = context.partition_key
@@ -136,6 +139,7 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
         df = cut_clips(utterances, stem["vocals_path"], tmp, cfg,
                        mixture_path=audio.get("dataset_path"),
                        background_path=stem.get("background_path"),
+                       shot_cuts=shots.sort("start")["start"].to_list()[1:],
                        progress=logging_progress(context.log))
     # Files were written in a temp dir that has now replaced `target` as a whole.
     df = df.with_columns(pl.col("audio_path").map_elements(
@@ -148,6 +152,7 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
                .sort("min", descending=True))
     meta: dict[str, Any] = {
         "clips": df.height, "kept": kept.height, "rejected": df.height - kept.height,
+        "scenes": df["scene"].n_unique() if df.height else 0,
         "kept_minutes": float(kept["duration_s"].sum() or 0.0) / 60.0,
         "rejections": dg.MetadataValue.md(_md_table(reasons)),
         "quality": dg.MetadataValue.md(_md_table(pl.DataFrame({

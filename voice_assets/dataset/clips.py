@@ -8,7 +8,7 @@ applied (normalisation would hide nothing but denoising/resampling would smear f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,8 @@ class ClipConfig:
     target_lufs: float = -23.0
     peak_ceiling_dbfs: float = -1.0
     denoise: bool = False
-    scene_gap_s: float = 4.0
+    scene_gap_s: float = 4.0  # a pause this long starts a new scene
+    scene_cut_pause_s: float = 1.5  # ...and one this long with a shot cut in it
     gates: QualityGates = field(default_factory=QualityGates)
 
     def __post_init__(self) -> None:
@@ -243,15 +244,22 @@ def free_padding(utterances: pl.DataFrame, pad_s: float) -> pl.DataFrame:
                                    pl.Series("pad_after_s", after, pl.Float64))
 
 
-def assign_scenes(utterances: pl.DataFrame, gap_s: float = 4.0) -> pl.Series:
-    """Scene id per utterance: a new scene starts after ``gap_s`` without anyone speaking.
+def assign_scenes(utterances: pl.DataFrame, gap_s: float = 4.0,
+                  cuts: Mapping[str, Sequence[float]] | None = None,
+                  cut_pause_s: float = 1.5) -> pl.Series:
+    """Scene id per utterance, from pauses in the dialogue and the video's shot cuts.
 
-    A long silence is where a TV episode cuts between scenes (and where eyecatches, the opening
-    and the ending sit). The id is `<episode>:scene_<start_ms>` of the scene's first line, so it
-    does not change when a later episode is added.
+    A new scene starts after ``gap_s`` without anyone speaking (where a TV episode cuts
+    between scenes, and where eyecatches, the opening and the ending sit), or after a shorter
+    pause of ``cut_pause_s`` that a shot cut falls in (``cuts``: episode -> cut times): a cut
+    during conversation follows the speakers, a cut while nobody talks moves the story. An
+    episode without video (no cuts) falls back to the pauses. The id is
+    `<episode>:scene_<start_ms>` of the scene's first line, so it does not change when a
+    later episode is added.
     """
     if utterances.is_empty():
         return pl.Series("scene", [], dtype=pl.Utf8)
+    cuts = cuts or {}
     order = np.lexsort((utterances["start"].to_numpy(), utterances["episode"].to_list()))
     eps = utterances["episode"].to_list()
     starts = utterances["start"].to_numpy()
@@ -259,11 +267,15 @@ def assign_scenes(utterances: pl.DataFrame, gap_s: float = 4.0) -> pl.Series:
     scene = [""] * len(order)
     current, last_end, last_ep = "", -np.inf, None
     for i in order:
-        if eps[i] != last_ep or starts[i] - last_end >= gap_s:
+        gap = starts[i] - last_end
+        ep_cuts = np.asarray(cuts.get(eps[i], ()), dtype=float)
+        cut_in_gap = gap >= cut_pause_s and bool(
+            ((ep_cuts >= last_end - 0.1) & (ep_cuts <= starts[i] + 0.3)).any())
+        if eps[i] != last_ep or gap >= gap_s or cut_in_gap:
             current = f"{eps[i]}:scene_{max(0, round(starts[i] * 1000)):08d}"
             last_end = -np.inf
         scene[i] = current
-        last_end = max(last_end, ends[i])
+        last_end = max(last_end, float(ends[i]))
         last_ep = eps[i]
     return pl.Series("scene", scene, dtype=pl.Utf8)
 
@@ -368,20 +380,24 @@ class SpanReader:
 def cut_clips(utterances: pl.DataFrame, vocals_path: str | Path, out_dir: str | Path,
               config: ClipConfig | None = None, mixture_path: str | Path | None = None,
               background_path: str | Path | None = None,
+              shot_cuts: Sequence[float] = (),
               progress: Progress = silent) -> pl.DataFrame:
     """One row per utterance (CLIP_SCHEMA); WAVs for every non-silent clip under ``out_dir``.
 
     ``vocals_path`` is the separated vocal stem the clip audio comes from; ``mixture_path``
     (the episode's decoded audio) and the stem itself are where clipping is measured;
-    ``background_path`` gives the level of music/effects that was under the line.
+    ``background_path`` gives the level of music/effects that was under the line;
+    ``shot_cuts`` (seconds) are the video's cuts, which mark scenes with the pauses.
     """
     config = config or ClipConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if utterances.is_empty():
         return pl.DataFrame(schema=CLIP_SCHEMA)
-    utt = resolve_character(utterances).with_columns(
-        assign_scenes(utterances, config.scene_gap_s))
+    episodes = utterances["episode"].unique().to_list()
+    utt = resolve_character(utterances).with_columns(assign_scenes(
+        utterances, config.scene_gap_s, {e: list(shot_cuts) for e in episodes},
+        config.scene_cut_pause_s))
     utt = cut_around_overlaps(utt, config.gates.min_duration_s)
     utt = split_long_utterances(utt, config.gates.max_duration_s - 2 * config.pad_s,
                                 config.gates.min_duration_s).sort("start")

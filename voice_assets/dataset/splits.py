@@ -13,7 +13,10 @@ first time, a character that has at least ``min_groups_for_holdout`` groups but 
 (or test) group gets one of its new train groups moved there (the one that takes the least
 material from other characters). Characters with fewer groups stay all-train: holding out one of
 three scenes would cost a third of their voice for an evaluation too small to mean anything.
-Old groups are never moved, so the guarantee is only ever met with new material.
+Old groups are never moved, so the guarantee is only ever met with new material. The series as a
+whole gets the same guarantee from ``min_series_groups`` groups on: its smallest new train
+groups become its validation and test sets, so even a one-episode series of three scenes can
+be evaluated.
 
 Repeated audio (recaps, previews, opening/ending songs) is found by fingerprint; within each
 set of copies the earliest clip (by episode key and time) is kept and the other copies are left
@@ -147,6 +150,7 @@ def assign_splits(clips: pl.DataFrame, ledger: pl.DataFrame | None = None,
             assigned[key] = (hash_split(group_unit(series, group), config.ratios), "hash")
 
     _guarantee_holdout(live, assigned, set(known) | inherited, config)
+    _guarantee_series_holdout(live, assigned, set(known) | inherited, config)
 
     rows = []
     for r in kept.select("id", "episode", "series", "character", "group", "duration_s").iter_rows(
@@ -167,6 +171,39 @@ def assign_splits(clips: pl.DataFrame, ledger: pl.DataFrame | None = None,
         current,
     ]).sort("series", "group", "id")
     return splits, new_ledger
+
+
+def _guarantee_series_holdout(live: pl.DataFrame,
+                              assigned: dict[tuple[str, str], tuple[str, str]],
+                              frozen: set[tuple[str, str]], config: SplitConfig) -> None:
+    """A series with ``min_series_groups`` groups gets a validation and a test group (in place).
+
+    Hashing three or four scenes 80/10/10 usually deals them all to train, and a new user
+    would see no evaluation set at all. The smallest new train group goes to each missing
+    split (least training material lost), as long as one train group remains; failing that,
+    a spare group of the other held-out split.
+    """
+    seconds = {(s, g): float(t) for s, g, t in live.group_by("series", "group")
+               .agg(pl.col("duration_s").sum()).iter_rows()}
+    by_series: dict[str, list[str]] = {}
+    for series, group in seconds:
+        by_series.setdefault(series, []).append(group)
+    for series, groups in sorted(by_series.items()):
+        if len(groups) < config.min_series_groups:
+            continue
+        for target, ratio in zip(SPLITS[1:], config.ratios[1:], strict=True):
+            if ratio <= 0 or any(assigned[(series, g)][0] == target for g in groups):
+                continue
+            movable: list[str] = []
+            for source in ("train", *(sp for sp in SPLITS[1:] if sp != target)):
+                members = [g for g in groups if assigned[(series, g)][0] == source]
+                if len(members) >= 2:  # the source split keeps a group
+                    movable = [g for g in members if (series, g) not in frozen]
+                if movable:
+                    break
+            if movable:
+                g = min(movable, key=lambda g: (seconds[(series, g)], group_unit(series, g)))
+                assigned[(series, g)] = (target, "holdout")
 
 
 def _guarantee_holdout(live: pl.DataFrame, assigned: dict[tuple[str, str], tuple[str, str]],

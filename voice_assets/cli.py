@@ -139,9 +139,10 @@ def run_pipeline(
     """Materialize the selected assets for each episode, then the cross-episode outputs."""
     from tqdm import tqdm
 
-    from voice_assets.definitions import defs, episode_assets, series_assets
+    from voice_assets.definitions import build_defs, episode_assets, series_assets
     from voice_assets.partitions import episodes
 
+    defs = build_defs()  # resources rooted at $VOICE_ASSETS_HOME as it is now
     instance = _instance()
     selected = _resolve_selection(select)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}

@@ -7,6 +7,7 @@ import dagster as dg
 from voice_assets import assets as assets_package
 from voice_assets.assets.human_input import corrections, speaker_names
 from voice_assets.partitions import episodes
+from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
 from voice_assets.sensors import all_sensors
 
@@ -68,11 +69,19 @@ if any(
         )
     )
 
-defs = dg.Definitions(
-    assets=[*all_assets, corrections, speaker_names],
-    asset_checks=all_checks,
-    jobs=jobs,
-    sensors=all_sensors(dg.AssetSelection.assets(*series_assets)),
-    resources=default_resources(),
-    executor=EXECUTOR,
-)
+
+
+def build_defs(layout: Layout | None = None) -> dg.Definitions:
+    """The code location's Definitions, with resources rooted at ``layout`` (default: the
+    current $VOICE_ASSETS_HOME, read now rather than when this module was first imported)."""
+    return dg.Definitions(
+        assets=[*all_assets, corrections, speaker_names],
+        asset_checks=all_checks,
+        jobs=jobs,
+        sensors=all_sensors(dg.AssetSelection.assets(*series_assets)),
+        resources=default_resources(layout),
+        executor=EXECUTOR,
+    )
+
+
+defs = build_defs()

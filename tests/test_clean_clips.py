@@ -66,6 +66,8 @@ def test_with_subtitles_overlap_is_found_and_kept_clips_are_pure(episodes):
     assert min(purity) >= 0.95, purity  # measured: every kept clip is one voice
     overlapped_kept = float((truth.mask(spans) & truth.overlapped).sum()) * 0.01
     assert overlapped_kept <= 0.1, overlapped_kept  # measured 0.0 s
+    # The two wide shots in pauses start scenes; conversation cuts do not (measured 3).
+    assert clips["scene"].n_unique() == 3, clips["scene"].unique().to_list()
     # Overlapped turns are cut around the overlap, not thrown away.
     assert kept.filter(pl.col("overlap_cut_s") > 0).height >= 2
     assert (kept["overlap_s"] == 0).all() and not kept["overlap"].any()

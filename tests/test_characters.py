@@ -301,3 +301,35 @@ def test_a_short_reply_keeps_its_subtitle_name_when_diarization_gave_it_to_a_nei
     assert out["character"].to_list() == ["Rex", "Grace", "Rex", "Rex"]
     assert out["character_source"].to_list() == ["subtitles", "subtitle-line", "subtitles",
                                                  "subtitles"]
+
+
+def test_a_voice_twin_is_told_apart_turn_by_turn_by_the_face_that_speaks():
+    from voice_assets.faces.identity import face_turns
+
+    # SPK_00 is one voice for two faces: Joe (tracks 1, 3) and Mia (track 2).
+    speaking = pl.DataFrame({
+        "episode": ["s__e"] * 5, "start": [0.0, 3.0, 6.0, 9.0, 12.0],
+        "end": [2.5, 5.5, 8.5, 11.0, 14.0], "speaker": ["SPK_00"] * 4 + ["SPK_01"],
+        "track_id": [1, 2, 3, 2, 4]}, schema_overrides={"track_id": pl.Int32})
+    named = {1: ("Joe", 0.9), 2: ("Mia", 0.9), 3: ("Joe", 0.9), 4: ("Rex", 0.9)}
+    turns = face_turns(speaking, named)
+    assert list(turns) == ["SPK_00"]  # SPK_01's face agrees with itself: left to the map
+    assert [c for *_, c in turns["SPK_00"]] == ["Joe", "Mia", "Joe", "Mia"]
+    # A second face on under a quarter of the named seconds is a tracking slip, not a twin.
+    slip = speaking.with_columns(pl.when(pl.col("start") == 3.0).then(1).otherwise(
+        pl.col("track_id")).cast(pl.Int32).alias("track_id"))
+    assert face_turns(slip, named) == {}
+
+    _, m1, _ = _two_episodes()  # SPK_00 is Rex by subtitles
+    m1 = m1.with_columns(pl.when(pl.col("speaker") == "SPK_00").then(pl.lit(
+        [{"start": s, "end": e, "character": c} for s, e, c in turns["SPK_00"]],
+        dtype=m1.schema["face_turns"])).otherwise(pl.col("face_turns")).alias("face_turns"))
+    utt = pl.DataFrame({"id": ["a", "b", "c", "d"], "start": [0.2, 3.1, 6.1, 20.0],
+                        "end": [2.4, 5.0, 8.0, 21.0], "speaker": ["SPK_00"] * 4,
+                        "character": [None] * 4}, schema_overrides={"character": pl.Utf8})
+    out = apply_character_map(utt, m1)
+    assert out["character"].to_list() == ["Joe", "Mia", "Joe", "Rex"]
+    assert out["character_source"].to_list() == ["faces-turn"] * 3 + ["subtitles"]
+    # A person's name for the speaker is never overridden.
+    human = m1.with_columns(pl.lit("human").alias("source"))
+    assert set(apply_character_map(utt, human)["character_source"]) == {"human"}

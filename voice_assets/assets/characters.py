@@ -46,7 +46,7 @@ from voice_assets.characters.store import (
 from voice_assets.characters.voices import LinkConfig
 from voice_assets.episode_keys import slug
 from voice_assets.faces.clusters import FaceCluster, cluster_faces
-from voice_assets.faces.identity import face_votes, name_tracks, seed_from_picture
+from voice_assets.faces.identity import face_turns, face_votes, name_tracks, seed_from_picture
 from voice_assets.faces.tables import contact_sheet
 from voice_assets.plots import bar_png, stacked_bar_png
 from voice_assets.resources.diarizer import DiarizerResource
@@ -185,7 +185,8 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
     refs = reference_embeddings(cast, diarizer, storage, context.log)
     named_faces = name_faces(cast, face_detector, storage, face_tracks)
     evidence = EpisodeEvidence(episode, speaker_embeddings, diarization, aligned_transcript,
-                               face_votes(speaking_faces, named_faces))
+                               face_votes(speaking_faces, named_faces),
+                               face_turns(speaking_faces, named_faces))
     with locked_ledger(home, series) as ledger:
         new_ledger, df = map_episode(ledger, evidence, cast, human, refs, config.link(),
                                      config.naming())
@@ -207,6 +208,7 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
         "new_voices": new_voices,
         "cast_file": str(cast.path) if cast.path else "(none: open cast)",
         "face_tracks_named": len(named_faces),
+        "voice_twins": ", ".join(sorted(evidence.face_turns)) or "none",
         "evidence": dg.MetadataValue.md(md_table(df.select(
             "speaker", "character", "confidence", "source", "voice", "voice_similarity",
             "runner_up_similarity", "subtitle_votes", pl.col("speech_s").round(1)))),

@@ -52,7 +52,12 @@ MAP_SCHEMA: dict[str, pl.DataType] = {
     "link": pl.Utf8(),
     "subtitle_votes": pl.Utf8(),
     "evidence": pl.Utf8(),
+    # Turns of a voice that two named faces speak (a voice twin): each named by its face.
+    "face_turns": pl.List(pl.Struct({"start": pl.Float64, "end": pl.Float64,
+                                     "character": pl.Utf8})),
 }
+FACE_TURN_SOURCE = "faces-turn"
+FACE_TURN_MIN_COVER = 0.5  # share of a row a face turn must cover to name it
 
 REGISTRY_SCHEMA: dict[str, pl.DataType] = {
     "series": pl.Utf8(),
@@ -81,6 +86,8 @@ class EpisodeEvidence:
     aligned: pl.DataFrame
     # speaker -> {character: seconds its turns show that character's face speaking}
     faces: dict[str, dict[str, float]] = field(default_factory=dict)
+    # speaker -> (start, end, character) of its turns, when two named faces speak them
+    face_turns: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
 
     def speakers(self, cast: Cast) -> list[SpeakerVoice]:
         votes = subtitle_votes(self.aligned, self.diarization, cast.canonical)
@@ -151,6 +158,10 @@ def map_episode(ledger: Ledger, evidence: EpisodeEvidence, cast: Cast,
                 res.evidence["why"] = "no speaker embedding"
                 rows.append(_row(evidence.episode, str(spk), float(secs), int(n), res, None,
                                  None, None, None))
+    for row in rows:
+        row["face_turns"] = [
+            {"start": a, "end": b, "character": cast.canonical(c) or c}
+            for a, b, c in evidence.face_turns.get(row["speaker"], [])]
     df = pl.DataFrame(rows, schema=MAP_SCHEMA).sort("speaker")
     return new_ledger, df
 
@@ -237,7 +248,39 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
         out = out.with_columns(pl.Series("character", chars, dtype=pl.Utf8),
                                pl.Series("character_source", sources, dtype=pl.Utf8),
                                pl.Series("character_confidence", confs, dtype=pl.Float64))
-    return out.select(order)
+    return _name_by_face_turns(out, cmap).select(order)
+
+
+def _name_by_face_turns(out: pl.DataFrame, cmap: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a voice twin named by the face that speaks them (source ``faces-turn``).
+
+    A row takes the character of the face turns covering at least FACE_TURN_MIN_COVER of it,
+    unless a person named the row or its speaker. The confidence is the share covered.
+    """
+    if out.is_empty() or "face_turns" not in cmap.columns or "start" not in out.columns:
+        return out
+    turns = {spk: ft for spk, ft in cmap.select("speaker", "face_turns").iter_rows() if ft}
+    if not turns:
+        return out
+    chars, sources, confs = (out["character"].to_list(), out["character_source"].to_list(),
+                             out["character_confidence"].to_list())
+    for i, (spk, s, e) in enumerate(out.select("speaker", "start", "end").iter_rows()):
+        if spk not in turns or e <= s or sources[i] in ("human", "human-voice"):
+            continue
+        cover: dict[str, float] = {}
+        for t in turns[spk]:
+            ov = min(e, t["end"]) - max(s, t["start"])
+            if ov > 0:
+                cover[t["character"]] = cover.get(t["character"], 0.0) + ov
+        if not cover:
+            continue
+        name = max(sorted(cover), key=cover.__getitem__)
+        share = min(1.0, cover[name] / (e - s))
+        if share >= FACE_TURN_MIN_COVER and name != chars[i]:
+            chars[i], sources[i], confs[i] = name, FACE_TURN_SOURCE, round(share, 3)
+    return out.with_columns(pl.Series("character", chars, dtype=pl.Utf8),
+                            pl.Series("character_source", sources, dtype=pl.Utf8),
+                            pl.Series("character_confidence", confs, dtype=pl.Float64))
 
 
 def registry_table(cmap: pl.DataFrame, casts: dict[str, Cast],

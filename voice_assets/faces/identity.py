@@ -95,3 +95,33 @@ def face_votes(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]]
         per = votes.setdefault(str(row["speaker"]), {})
         per[name] = round(per.get(name, 0.0) + float(row["end"]) - float(row["start"]), 3)
     return votes
+
+
+def face_turns(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]],
+               min_share: float = 0.25, min_s: float = 2.0
+               ) -> dict[str, list[tuple[float, float, str]]]:
+    """speaker -> its turns as (start, end, character of the speaking face), for the speakers
+    whose named faces split between characters.
+
+    One voice, two faces: a voice twin (an actor voicing two roles, or two voices the
+    embedder cannot tell apart) is one diarized speaker whose turns are spoken by two named
+    faces. When the second face speaks at least ``min_share`` of the speaker's face-named
+    seconds (and ``min_s``), each of its turns is named by its own face; speakers whose faces
+    agree are left to the speaker-level map.
+    """
+    per: dict[str, list[tuple[float, float, str]]] = {}
+    for row in speaking.iter_rows(named=True):
+        track = row["track_id"]
+        if track is None or int(track) not in named:
+            continue
+        per.setdefault(str(row["speaker"]), []).append(
+            (float(row["start"]), float(row["end"]), named[int(track)][0]))
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for speaker, turns in per.items():
+        seconds: dict[str, float] = {}
+        for s, e, c in turns:
+            seconds[c] = seconds.get(c, 0.0) + e - s
+        ranked = sorted(seconds.values(), reverse=True)
+        if len(ranked) > 1 and ranked[1] >= max(min_s, min_share * sum(ranked)):
+            out[speaker] = sorted(turns)
+    return out

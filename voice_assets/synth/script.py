@@ -38,6 +38,9 @@ CAST: dict[str, Character] = {
     # Robotic eSpeak NG voice: distinct, but tiny.en WER is ~0.1-0.2, so not in the default.
     "Robo": Character("Robo", Voice("espeak", espeak_voice="en-gb-x-rp+f2", espeak_rate=150,
                                     espeak_pitch=60), "robo", (120, 120, 130)),
+    # Joe's voice on another face: a voice twin (a dub actor voicing two roles), which voice
+    # alone cannot tell apart and the speaking face can. Not in the default cast.
+    "Mia": Character("Mia", Voice("piper", shift=1.0), "mia", (190, 150, 90)),
 }
 DEFAULT_CAST: tuple[str, ...] = ("Joe", "Grace", "Rex")
 

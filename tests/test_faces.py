@@ -332,3 +332,21 @@ def test_a_voice_twin_is_told_apart_by_the_face_that_speaks(tmp_path: Path, synt
     by_voice = attribution(apply_character_map(utt, cmap.with_columns(
         pl.lit(None, dtype=cmap.schema["face_turns"]).alias("face_turns"))))
     assert min(by_voice["Joe"], by_voice["Mia"]) == 0.0, by_voice
+
+
+def test_the_faces_that_speak_a_voice_are_its_crops_most_seconds_first():
+    from voice_assets.faces.identity import speaker_face_crops
+    from voice_assets.review.tasks import faces_html
+
+    tracks = pl.DataFrame({"track_id": [1, 2, 3], "crop_paths": [["a1.jpg", "a2.jpg"],
+                                                                 ["b1.jpg"], []]})
+    speaking = pl.DataFrame({
+        "speaker": ["SPK_00", "SPK_00", "SPK_00", "SPK_01", "SPK_01"],
+        "start": [0.0, 5.0, 9.0, 2.0, 4.0], "end": [4.0, 6.0, 10.0, 3.0, 5.0],
+        "track_id": [1, 2, 2, 3, None]}, schema_overrides={"track_id": pl.Int32})
+    # Track 1 speaks 4 s, track 2 2 s; track 3 has no crop to show.
+    assert speaker_face_crops(speaking, tracks) == {"SPK_00": ["a1.jpg", "b1.jpg"]}
+    assert speaker_face_crops(speaking, tracks, max_faces=1) == {"SPK_00": ["a1.jpg"]}
+    html = faces_html(["/data/local-files/?d=episodes/x&y.jpg"])
+    assert 'src="/data/local-files/?d=episodes/x&amp;y.jpg"' in html
+    assert "No face" in faces_html([])

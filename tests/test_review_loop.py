@@ -167,14 +167,28 @@ def transcript(context: dg.AssetExecutionContext) -> pl.DataFrame:
 
 
 @dg.asset(**episode_asset_kwargs)
-def face_tracks() -> pl.DataFrame:
-    """Stand-in: these episodes are audio only, so no faces (what the real asset returns)."""
-    return pl.DataFrame(schema=FACE_TRACK_SCHEMA)
+def face_tracks(context: dg.AssetExecutionContext, storage: StorageResource) -> pl.DataFrame:
+    """Stand-in: Alice is on screen (one face track with a review crop, as the real asset
+    saves it); nobody else is."""
+    import cv2
+
+    crop = storage.episode_dir(context.partition_key, "face_tracks") / "track0001_0.jpg"
+    crop.parent.mkdir(parents=True, exist_ok=True)
+    face = np.full((64, 64, 3), (60, 120, 200), np.uint8)
+    cv2.circle(face, (32, 32), 20, (180, 200, 230), -1)
+    crop.write_bytes(cv2.imencode(".jpg", face)[1].tobytes())
+    return pl.DataFrame([{"episode": context.partition_key, "track_id": 1, "shot": 0,
+                          "start": 0.0, "end": DURATION, "crop_paths": [str(crop)]}],
+                        schema=FACE_TRACK_SCHEMA)
 
 
 @dg.asset(**episode_asset_kwargs)
-def speaking_faces() -> pl.DataFrame:
-    return pl.DataFrame(schema=SPEAKING_SCHEMA)
+def speaking_faces(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    """Stand-in: Alice's face speaks each of her lines."""
+    return pl.DataFrame(
+        [{"episode": context.partition_key, "start": s, "end": e, "speaker": SPEAKER_OF[v],
+          "track_id": 1, "score": 0.9} for s, e, v, _, _ in LINES if v == "A"],
+        schema=SPEAKING_SCHEMA)
 
 
 @dg.asset(**episode_asset_kwargs)
@@ -475,6 +489,15 @@ def test_push_tasks_and_read_them_back_with_predictions(pushed: Loop):
     # One speaker-naming task per diarization speaker.
     naming = loop.tasks(SPEAKER_NAMING, EP1)
     assert sorted(t["data"]["speaker"] for t in naming) == ["SPK_00", "SPK_01", "SPK_02"]
+    # The naming task shows the face that speaks with the voice, served by Label Studio.
+    faces = {t["data"]["speaker"]: t["data"]["faces"] for t in naming}
+    assert faces["SPK_01"] == faces["SPK_02"] == "<i>No face on screen speaks with this voice.</i>"
+    src = faces["SPK_00"].split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert src.startswith("/data/local-files/?d=episodes/") and src.endswith("track0001_0.jpg")
+    req = urllib.request.Request(loop.url + src,
+                                 headers={"Authorization": f"Token {loop.token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.read()[:3] == b"\xff\xd8\xff"  # the JPEG crop
     # Audio is served by Label Studio's local-files storage.
     req = urllib.request.Request(
         loop.url + first["data"]["audio"], headers={"Authorization": f"Token {loop.token}"}

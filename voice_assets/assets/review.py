@@ -11,6 +11,7 @@ from voice_assets.assets.common import review_asset_kwargs
 from voice_assets.characters.cast import load_cast
 from voice_assets.characters.store import load_maps
 from voice_assets.errors import MediaError
+from voice_assets.faces.identity import speaker_face_crops
 from voice_assets.progress import logging_progress
 from voice_assets.resources.label_studio import LabelStudioResource
 from voice_assets.resources.storage import StorageResource
@@ -80,6 +81,20 @@ def series_characters(
     return sorted(set(cast.names) | mapped | set(names.known_characters(confirmed)))
 
 
+def _face_urls(speaking: pl.DataFrame, tracks: pl.DataFrame, document_root: Path
+               ) -> dict[str, list[str]]:
+    """speaker -> local-files URLs of the face crops that speak its turns (crops outside
+    Label Studio's document root cannot be served and are left out)."""
+    out: dict[str, list[str]] = {}
+    root = Path(document_root).resolve()
+    for speaker, paths in speaker_face_crops(speaking, tracks).items():
+        urls = [local_files_url(Path(p), root) for p in paths
+                if Path(p).is_file() and Path(p).resolve().is_relative_to(root)]
+        if urls:
+            out[speaker] = urls
+    return out
+
+
 # speaker_embeddings is read straight from DuckDB (optional: without it, no voice matching), so
 # this asset loads even in a code location that does not define that asset.
 @dg.asset(
@@ -93,6 +108,8 @@ def review_tasks(
     config: ReviewTasksConfig,
     utterances: pl.DataFrame,
     episode_audio: pl.DataFrame,
+    face_tracks: pl.DataFrame,
+    speaking_faces: pl.DataFrame,
     storage: StorageResource,
     label_studio: LabelStudioResource,
 ) -> dg.Output[pl.DataFrame]:
@@ -134,7 +151,8 @@ def review_tasks(
             low_confidence=config.low_confidence,
         ),
         SPEAKER_NAMING: build_speaker_tasks(
-            episode, utterances, characters, suggestions, model_version
+            episode, utterances, characters, suggestions, model_version,
+            faces=_face_urls(speaking_faces, face_tracks, label_studio.document_root),
         ),
     }
     out_dir = storage.episode_dir(episode, "review_tasks")

@@ -125,3 +125,25 @@ def face_turns(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]],
         if len(ranked) > 1 and ranked[1] >= max(min_s, min_share * sum(ranked)):
             out[speaker] = sorted(turns)
     return out
+
+
+def speaker_face_crops(speaking: pl.DataFrame, face_tracks: pl.DataFrame,
+                       max_faces: int = 4) -> dict[str, list[str]]:
+    """speaker -> crop images of the faces that speak its turns, most seconds first.
+
+    What a person naming a voice wants to see: one crop per face track (the same character
+    in several shots gives several crops, which is itself a check), up to ``max_faces``.
+    """
+    if speaking.is_empty() or face_tracks.is_empty():
+        return {}
+    crops = {int(t): list(c or []) for t, c in face_tracks.select("track_id", "crop_paths")
+             .iter_rows()}
+    seconds: dict[str, dict[int, float]] = {}
+    for row in speaking.iter_rows(named=True):
+        track = row["track_id"]
+        if track is None or not crops.get(int(track)):
+            continue
+        per = seconds.setdefault(str(row["speaker"]), {})
+        per[int(track)] = per.get(int(track), 0.0) + float(row["end"]) - float(row["start"])
+    return {speaker: [crops[t][0] for t in sorted(per, key=lambda t: (-per[t], t))[:max_faces]]
+            for speaker, per in seconds.items()}

@@ -13,11 +13,12 @@ be turned into corrections without asking the model again. Pure functions: no Da
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import urllib.parse
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,18 +375,31 @@ def best_turns(
     return sorted(picked)
 
 
+def faces_html(urls: Sequence[str]) -> str:
+    """The faces that speak with a voice, as the speaker-naming task shows them."""
+    if not urls:
+        return "<i>No face on screen speaks with this voice.</i>"
+    return " ".join(f'<img src="{html.escape(u, quote=True)}" height="96" '
+                    f'style="margin:2px;border-radius:4px" alt="face {i + 1}"/>'
+                    for i, u in enumerate(urls))
+
+
 def build_speaker_tasks(
     episode: str,
     utterances: pl.DataFrame,
     characters: Sequence[str],
     suggestions: pl.DataFrame | None,
     model_version: str,
+    faces: Mapping[str, Sequence[str]] | None = None,
 ) -> list[TaskSpec]:
     """Speaker-naming tasks: one per diarization speaker of the episode.
 
     ``suggestions`` (speaker, name, score, source) comes from names.suggest_names; the current
     ``character`` of the speaker's turns (a name given earlier) wins over a voice match.
+    ``faces``: speaker -> image URLs of the faces that speak its turns (shown beside the
+    audio: a face settles what a voice alone leaves open).
     """
+    faces = faces or {}
     if utterances.is_empty():
         return []
     sugg = {r["speaker"]: r for r in (suggestions.to_dicts() if suggestions is not None else [])}
@@ -492,6 +506,7 @@ def build_speaker_tasks(
         data = {
             "title": f"{episode} · who is {speaker}?",
             "hint": "; ".join(hint_parts),
+            "faces": faces_html(list(faces.get(speaker, []))),
             "characters": _choice_list(names),
             "episode": episode,
             "series": series_of(episode),

@@ -40,6 +40,8 @@ def episodes(tmp_path_factory):
         out[name] = (home, key, ep)
         out[f"{name}_clips_metadata"] = result.asset_materializations_for_node(
             "clips")[0].metadata
+        out[f"{name}_transcript_metadata"] = result.asset_materializations_for_node(
+            "transcript")[0].metadata
     return out
 
 
@@ -96,6 +98,7 @@ def test_asr_hears_every_line_of_a_chunk(episodes):
     # The batched decoder returned one line of a 27 s chunk of twelve here (WER 0.57); such a
     # chunk is decoded again. Measured 0.15 with tiny.en under music.
     assert wer <= 0.25, wer
+    assert episodes["E2_transcript_metadata"]["redecoded_chunks"].value == 1  # of 2 chunks
     kept = clips.filter(pl.col("keep"))
     assert kept.height >= 15  # measured 18 of 24
     purity = [truth.speech_purity(s, e) for s, e in kept.select("clip_start", "clip_end")

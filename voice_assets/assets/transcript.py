@@ -70,6 +70,7 @@ def transcript(context: dg.AssetExecutionContext, asr: ASRResource, stems: pl.Da
     yield dg.Output(df, metadata={
         "segments": len(df), "words": n_words, "language": result.language,
         "language_probability": round(result.language_probability, 3),
+        "redecoded_chunks": result.redecoded_chunks,
         "model": result.model, "backend": asr.backend, "speech_s": round(speech_s, 2),
         "duration_s": round(duration, 2),
         "mean_word_score": round(float(np.mean([w.score for w in result.words])), 3)

@@ -73,6 +73,7 @@ class Transcript:
     language: str
     model: str
     language_probability: float = 1.0
+    redecoded_chunks: int = 0  # chunks the batched decoder cut short, decoded again
 
     @property
     def words(self) -> list[Word]:
@@ -368,6 +369,7 @@ def transcribe_chunks(model: Any, samples: np.ndarray, chunks: Sequence[Chunk], 
         "vad_filter": False,
     }
     by_chunk: list[list[Segment]] = [[] for _ in chunks]
+    redecoded = 0
     progress("transcribe", 0, len(chunks))
 
     def decode_one(i: int) -> list[Segment]:
@@ -402,6 +404,7 @@ def transcribe_chunks(model: Any, samples: np.ndarray, chunks: Sequence[Chunk], 
             speech = sum(p.length for p in chunk.pieces)
             if chunk.unheard_s(by_chunk[i]) > max(MAX_UNHEARD_S, 0.25 * speech):
                 redo = decode_one(i)
+                redecoded += 1
                 if chunk.unheard_s(redo) < chunk.unheard_s(by_chunk[i]):
                     by_chunk[i] = redo
     else:
@@ -411,7 +414,7 @@ def transcribe_chunks(model: Any, samples: np.ndarray, chunks: Sequence[Chunk], 
     segments = [seg for segs in by_chunk for seg in segs]
     kept = [part for s in segments if not is_hallucination(s) for part in split_segment(s)]
     kept.sort(key=lambda s: s.start)
-    return Transcript(kept, str(language), model_name, prob)
+    return Transcript(kept, str(language), model_name, prob, redecoded)
 
 
 def transcribe(model: Any, samples: np.ndarray, regions: Sequence[tuple[float, float]], *,

@@ -57,7 +57,8 @@ def test_models_list_and_verify_name_the_pull_command(home: Path) -> None:
 
 @pytest.mark.slow
 def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
-        home: Path, tmp_path: Path, demo_episode: SynthEpisode) -> None:
+        home: Path, tmp_path: Path, demo_episode: SynthEpisode,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src" / "Demo"
     src.mkdir(parents=True)
     for path in (demo_episode.video, demo_episode.subtitles):
@@ -90,6 +91,19 @@ def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
     rebuilt = invoke("run", "--series")
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "out of date" not in invoke("status").output
+
+    # Label Studio pushes run when named; with no server there the run fails, out loud.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{closed}")
+    pushed = invoke("run", "--episode", key, "--select", "review_tasks")
+    assert pushed.exit_code == 1 and f"{key}: run" in pushed.output, pushed.output
+    # A selection with nothing this command runs is an error, not a silent exit 0.
+    nothing = invoke("run", "--episode", key, "--select", "corrections")
+    assert nothing.exit_code == 2 and "selects nothing" in nothing.output, nothing.output
 
     import duckdb
 

@@ -109,15 +109,17 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
 
 # --------------------------------------------------------------------------- run
 def _resolve_selection(names: str | None):
-    """'a,b+' -> asset keys; a trailing '+' adds everything downstream of that asset."""
+    """'a,b+' -> (asset keys, the keys named outright); a trailing '+' adds everything
+    downstream of that asset."""
     import dagster as dg
 
     from voice_assets.definitions import defs
 
     if not names:
-        return None
+        return None, set()
     graph = defs.resolve_asset_graph()
     keys: set[dg.AssetKey] = set()
+    named: set[dg.AssetKey] = set()
     for raw in names.split(","):
         name = raw.strip()
         if not name:
@@ -128,9 +130,10 @@ def _resolve_selection(names: str | None):
             raise click.BadParameter(
                 f"unknown asset '{key.to_user_string()}'", param_hint="--select"
             )
+        named.add(key)
         sel = dg.AssetSelection.assets(key)
         keys |= set((sel.downstream() if downstream else sel).resolve(graph))
-    return keys
+    return keys, named
 
 
 def run_pipeline(
@@ -139,26 +142,46 @@ def run_pipeline(
     """Materialize the selected assets for each episode, then the cross-episode outputs."""
     from tqdm import tqdm
 
-    from voice_assets.definitions import build_defs, episode_assets, series_assets
+    from voice_assets.definitions import (
+        build_defs,
+        episode_assets,
+        review_assets,
+        series_assets,
+    )
     from voice_assets.partitions import episodes
 
     defs = build_defs()  # resources rooted at $VOICE_ASSETS_HOME as it is now
     instance = _instance()
-    selected = _resolve_selection(select)
+    selected, named = _resolve_selection(select)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     ok = True
+
+    per_episode = [k for k in episode_assets if selected is None or k in selected]
+    # Label Studio pushes run when named (`--select review_tasks`), never as a side effect of
+    # `name+`: the labeling server may not be up. Say so rather than skip them silently.
+    review = [k for k in review_assets if k in named]
+    left_out = [k for k in review_assets if selected is not None and k in selected
+                and k not in named]
+    cross = [k for k in series_assets if selected is None or k in selected]
+    if left_out:
+        click.echo(f"left out {', '.join(k.to_user_string() for k in left_out)} (Label Studio):"
+                   " name it in --select to push review tasks", err=True)
+    if selected is not None and not (per_episode and episodes_to_run) and not (
+            review and episodes_to_run) and not (cross and series_outputs):
+        raise click.UsageError(f"--select {select} selects nothing this command runs")
     missing = [k for k in episodes_to_run if not instance.has_dynamic_partition(episodes.name, k)]
     if missing:
         instance.add_dynamic_partitions(episodes.name, missing)
 
-    per_episode = [k for k in episode_assets if selected is None or k in selected]
-    if per_episode and episodes_to_run:
-        job = defs.resolve_job_def("episode_pipeline")
+    for job_name, chosen in (("episode_pipeline", per_episode), ("push_review_tasks", review)):
+        if not (chosen and episodes_to_run):
+            continue
+        job = defs.resolve_job_def(job_name)
         for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
             result = job.execute_in_process(
                 partition_key=key,
                 instance=instance,
-                asset_selection=per_episode,
+                asset_selection=chosen,
                 raise_on_error=False,
                 run_config=quiet,
                 tags={"voice_assets/source": "cli"},
@@ -166,7 +189,6 @@ def run_pipeline(
             if not result.success:
                 ok = False
                 click.secho(f"{key}: run {result.run_id} failed", fg="red", err=True)
-    cross = [k for k in series_assets if selected is None or k in selected]
     if cross and series_outputs and ok:
         result = defs.resolve_job_def("series_datasets").execute_in_process(
             instance=instance,
@@ -181,7 +203,8 @@ def run_pipeline(
 @main.command()
 @click.option("--episode", "episode_keys", multiple=True, help="Episode key (repeatable).")
 @click.option("--all", "all_episodes", is_flag=True, help="Every known episode.")
-@click.option("--select", help="Comma-separated asset names; 'name+' adds its downstream.")
+@click.option("--select", help="Comma-separated asset names; 'name+' adds its downstream "
+              "(Label Studio's review_tasks only when named).")
 @click.option("--series", "series_only", is_flag=True,
               help="Only rebuild the cross-episode outputs (splits, exports, cards, registry).")
 def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None,

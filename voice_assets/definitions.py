@@ -25,6 +25,14 @@ episode_assets = [
     for key in a.keys
     if a.group_names_by_key.get(key) != REVIEW_GROUP
 ]
+# Label Studio pushes: partitioned, but outside the episode pipeline (its own job).
+review_assets = [
+    key
+    for a in all_assets
+    if isinstance(a, dg.AssetsDefinition) and a.partitions_def == episodes
+    for key in a.keys
+    if a.group_names_by_key.get(key) == REVIEW_GROUP
+]
 series_assets = [
     key
     for a in all_assets
@@ -53,12 +61,7 @@ series_datasets = dg.define_asset_job(
     "from all episodes; kept current by the series_automation sensor.",
 )
 jobs = [episode_pipeline, series_datasets]
-if any(
-    a.group_names_by_key.get(k) == REVIEW_GROUP
-    for a in all_assets
-    if isinstance(a, dg.AssetsDefinition)
-    for k in a.keys
-):
+if review_assets:
     jobs.append(
         dg.define_asset_job(
             "push_review_tasks",

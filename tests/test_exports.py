@@ -600,3 +600,22 @@ def test_demo_second_episode_leaves_first_episode_clips_in_their_split(demo_pipe
     assert joined.filter(pl.col("split").is_not_null()
                          & pl.col("split").ne_missing(pl.col("split_after"))).is_empty()
     assert second.height > first.height
+
+
+def test_a_card_is_the_same_whatever_order_its_clips_come_in():
+    """Tied rejection counts were listed in hash order: two identical runs, two cards."""
+    clips = pl.DataFrame({
+        "id": [f"s__e_{i:08d}" for i in range(6)], "episode": ["s__e"] * 6,
+        "character": ["Mika"] * 6, "duration_s": [2.0] * 6,
+        "keep": [True, False, False, False, False, True],
+        "reject_reason": [None, "too_short", "overlap", "low_snr", "clipping", None],
+        "snr_db": [20.0] * 6, "residual_music": [0.0] * 6, "bandwidth_hz": [9000.0] * 6,
+        "loudness_lufs": [-23.0] * 6, "clipping_ratio": [0.0] * 6,
+    })
+    rows = clips.filter(pl.col("keep")).with_columns(
+        pl.lit("train").alias("split"), pl.lit("neutral").alias("emotion"))
+    cards = {character_card("s", "Mika", clips.sample(fraction=1.0, shuffle=True, seed=k),
+                            rows)[0] for k in range(8)}
+    assert len(cards) == 1
+    md = cards.pop()
+    assert md.index("| clipping |") < md.index("| low_snr |") < md.index("| overlap |")

@@ -147,7 +147,7 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
 
     kept = df.filter(pl.col("keep"))
     reasons = (df.filter(~pl.col("keep")).group_by("reject_reason").len()
-               .sort("len", descending=True))
+               .sort(["len", "reject_reason"], descending=[True, False]))
     minutes = (kept.group_by("character").agg((pl.col("duration_s").sum() / 60).alias("min"))
                .sort("min", descending=True))
     meta: dict[str, Any] = {
@@ -245,7 +245,8 @@ def emotion_tags(context: dg.AssetExecutionContext, emotion_recognizer: EmotionR
     for r in reports:
         context.log.info("%s: prosody classifier %s, %d labels %s, cv accuracy %s (chance %s)",
                          r.series, r.status, r.n_labels, r.label_counts, r.cv_accuracy, r.chance)
-    hist = (df.group_by("emotion").len().sort("len", descending=True) if df.height
+    hist = (df.group_by("emotion").len().sort(["len", "emotion"], descending=[True, False])
+            if df.height
             else pl.DataFrame())
     report_df = pl.DataFrame([{"series": r.series, "status": r.status, "labels": r.n_labels,
                                "cv_accuracy": r.cv_accuracy, "chance": r.chance,

@@ -74,8 +74,9 @@ def character_card(series: str, character: str, clips: pl.DataFrame,
         for e, n in in_split.group_by("emotion").len().iter_rows():
             emotions["(untagged)" if e is None else str(e)] = int(n)
     rejected = clips.filter(~pl.col("keep"))
-    rejections = {str(r): int(n) for r, n in
-                  rejected.group_by("reject_reason").len().sort("len", descending=True).iter_rows()}
+    # Most frequent first, ties by name: the same clips give the same card, byte for byte.
+    rejections = {str(r): int(n) for r, n in rejected.group_by("reject_reason").len()
+                  .sort(["len", "reject_reason"], descending=[True, False]).iter_rows()}
     dup = dataset.filter(pl.col("split").is_null()).height
     status = target_status(minutes, target)
     stats = CardStats(series, character, minutes, in_split.height,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from voice_assets.speech.asr import WORD_DTYPE
+from voice_assets.speech.asr import WORD_DTYPE, merge_regions
 
 # A word of an utterance also says how many of its seconds another voice was heard in.
 UTTERANCE_WORD_DTYPE = pl.Struct([*WORD_DTYPE.fields, pl.Field("overlap_s", pl.Float64)])
@@ -202,18 +202,6 @@ def _covered(s: np.ndarray, e: np.ndarray, spans: np.ndarray) -> np.ndarray:
     return np.clip(inter, 0.0, None).sum(axis=1)
 
 
-def _merged(spans: list[tuple[float, float]]) -> np.ndarray:
-    out: list[list[float]] = []
-    for a, b in sorted(spans):
-        if b <= a:
-            continue
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return np.asarray(out, dtype=float).reshape(-1, 2)
-
-
 def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
     """Per word and per row: the seconds another voice is heard in (in place).
 
@@ -249,7 +237,9 @@ def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
     for i, r in enumerate(rows):
         near = (en > r["start"]) & (st < r["end"]) & (own != i)
         near &= anyone | (voice != r["speaker"])
-        ev = _merged(list(zip(st[near].tolist(), en[near].tolist(), strict=True)))
+        ev = np.asarray(merge_regions(list(zip(st[near].tolist(), en[near].tolist(),
+                                                strict=True)), np.inf, pad=0.0),
+                        dtype=float).reshape(-1, 2)
         words = r["words"] or []
         if words:
             s = np.array([float(w["start"]) for w in words])

@@ -83,17 +83,27 @@ def name_tracks(face_tracks: pl.DataFrame, seeds: Sequence[FaceSeed],
     return out
 
 
-def face_votes(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]]
-               ) -> dict[str, dict[str, float]]:
-    """speaker -> {character: seconds of its turns whose speaking face is that character}."""
-    votes: dict[str, dict[str, float]] = {}
+def _named_turns(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]]
+                 ) -> dict[str, list[tuple[float, float, str]]]:
+    """speaker -> (start, end, character) of its turns whose speaking face is named, in order."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
     for row in speaking.iter_rows(named=True):
         track = row["track_id"]
         if track is None or int(track) not in named:
             continue
-        name = named[int(track)][0]
-        per = votes.setdefault(str(row["speaker"]), {})
-        per[name] = round(per.get(name, 0.0) + float(row["end"]) - float(row["start"]), 3)
+        out.setdefault(str(row["speaker"]), []).append(
+            (float(row["start"]), float(row["end"]), named[int(track)][0]))
+    return out
+
+
+def face_votes(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]]
+               ) -> dict[str, dict[str, float]]:
+    """speaker -> {character: seconds of its turns whose speaking face is that character}."""
+    votes: dict[str, dict[str, float]] = {}
+    for speaker, turns in _named_turns(speaking, named).items():
+        per = votes.setdefault(speaker, {})
+        for start, end, name in turns:
+            per[name] = round(per.get(name, 0.0) + end - start, 3)
     return votes
 
 
@@ -109,15 +119,8 @@ def face_turns(speaking: pl.DataFrame, named: Mapping[int, tuple[str, float]],
     seconds (and ``min_s``), each of its turns is named by its own face; speakers whose faces
     agree are left to the speaker-level map.
     """
-    per: dict[str, list[tuple[float, float, str]]] = {}
-    for row in speaking.iter_rows(named=True):
-        track = row["track_id"]
-        if track is None or int(track) not in named:
-            continue
-        per.setdefault(str(row["speaker"]), []).append(
-            (float(row["start"]), float(row["end"]), named[int(track)][0]))
     out: dict[str, list[tuple[float, float, str]]] = {}
-    for speaker, turns in per.items():
+    for speaker, turns in _named_turns(speaking, named).items():
         seconds: dict[str, float] = {}
         for s, e, c in turns:
             seconds[c] = seconds.get(c, 0.0) + e - s

@@ -177,28 +177,31 @@ def cut_around_overlaps(utterances: pl.DataFrame, min_s: float = 1.0) -> pl.Data
     for row in utterances.iter_rows(named=True):
         row = {**row, "overlap_cut_s": 0.0, "_cut_before_s": None, "_cut_after_s": None}
         words = [w for w in row.get("words") or [] if w and w.get("start") is not None]
-        if not row.get("overlap") or not any(word_is_overlapped(w) for w in words):
+        spoken_over = [word_is_overlapped(w) for w in words]
+        if not row.get("overlap") or not any(spoken_over):
             out.append(row)
             continue
-        best: list[dict[str, Any]] = []
-        run: list[dict[str, Any]] = []
-        for w in [*words, None]:
-            if w is not None and not word_is_overlapped(w):
-                run.append(w)
+        # The longest run [i0, i1) of clean words (the first, on a tie).
+        i0 = i1 = i = 0
+        while i < len(words):
+            if spoken_over[i]:
+                i += 1
                 continue
-            if run and (run[-1]["end"] - run[0]["start"]) > (
-                    (best[-1]["end"] - best[0]["start"]) if best else -1.0):
-                best = run
-            run = []
+            j = i
+            while j < len(words) and not spoken_over[j]:
+                j += 1
+            if i0 == i1 or words[j - 1]["end"] - words[i]["start"] > \
+                    words[i1 - 1]["end"] - words[i0]["start"]:
+                i0, i1 = i, j
+            i = j
+        best = words[i0:i1]
         if not best or best[-1]["end"] - best[0]["start"] < min_s:
             out.append(row)
             continue
         start, end = float(best[0]["start"]), float(best[-1]["end"])
         # The cut-away words are speech too: padding may reach up to them, not into them.
-        k = next(i for i, w in enumerate(words) if w is best[0])
-        before = start - float(words[k - 1]["end"]) if k else None
-        after = float(words[k + len(best)]["start"]) - end if k + len(best) < len(words) \
-            else None
+        before = start - float(words[i0 - 1]["end"]) if i0 else None
+        after = float(words[i1]["start"]) - end if i1 < len(words) else None
         out.append({**row, "start": start, "end": end, "words": best,
                     "_cut_before_s": before, "_cut_after_s": after,
                     "text": _join_words([str(w["word"]) for w in best], row.get("language")),

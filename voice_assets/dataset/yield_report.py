@@ -43,10 +43,10 @@ def yield_table(clips: pl.DataFrame, by: Sequence[str] = ("character",)) -> pl.D
     ).with_columns((pl.col("kept_min") / pl.col("found_min")).fill_nan(0.0).alias("kept_share"))
     reasons = sorted(r for r in df["_why"].unique().to_list() if r != "kept")
     if reasons:
-        by = (df.filter(pl.col("_why") != "kept")
-              .pivot(on="_why", index=keys, values="_s", aggregate_function="sum")
-              .fill_null(0.0))
-        per_reason = by.select(*keys, *[(pl.col(r) / 60).alias(f"rejected_{r}_min")
+        pivoted = (df.filter(pl.col("_why") != "kept")
+                   .pivot(on="_why", index=keys, values="_s", aggregate_function="sum")
+                   .fill_null(0.0))
+        per_reason = pivoted.select(*keys, *[(pl.col(r) / 60).alias(f"rejected_{r}_min")
                                         for r in reasons])
         base = base.join(per_reason, on=keys, how="left").fill_null(0.0)
     columns = [*keys, *(c for c in YIELD_SCHEMA if c not in keys)]

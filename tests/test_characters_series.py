@@ -193,9 +193,10 @@ def _name(home: EpisodeHome, episode: str, speaker: str, name: str, scope: str =
 def _sensor_requests(home: EpisodeHome) -> dict[str, list[str]]:
     from voice_assets.resources import default_resources
 
-    ctx = dg.build_sensor_context(instance=home.instance,
-                                  resources={"storage": default_resources(home.layout)["storage"]})
-    result = character_names_sensor(ctx)
+    with dg.build_sensor_context(
+            instance=home.instance,
+            resources={"storage": default_resources(home.layout)["storage"]}) as ctx:
+        result = character_names_sensor(ctx)
     if isinstance(result, dg.SkipReason) or not getattr(result, "run_requests", None):
         return {}
     return {r.partition_key: r.tags["voice_assets/character_changes"].split("; ")

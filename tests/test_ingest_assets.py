@@ -303,6 +303,79 @@ def test_two_bad_cues_of_twenty_are_named_and_the_rest_kept(home: Home) -> None:
     assert meta["bad_cues"].value == 2
 
 
+def _warnings(home: Home, result: dg.ExecuteInProcessResult) -> list[str]:
+    return [r.user_message for r in home.instance.all_logs(result.run_id)
+            if r.level == logging.WARNING]
+
+
+def _subtitle_meta(result: dg.ExecuteInProcessResult) -> dict:
+    meta = result.asset_materializations_for_node("episode_subtitles")[0].metadata
+    return {k: getattr(v, "value", v) for k, v in meta.items()}
+
+
+ASS_HEADER_ONLY = ASS_CP932.split("[Events]")[0]
+EVENTS_FORMAT = ("[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, "
+                 "Effect, Text\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("Ep 5.ass", ASS_HEADER_ONLY.encode()),
+        ("Ep 5.ass", (ASS_HEADER_ONLY + EVENTS_FORMAT).encode()),
+        ("Ep 5.ass", b""),
+        ("Ep 5.srt", b""),
+    ],
+    ids=["ass-header-only", "ass-format-line-only", "ass-0-bytes", "srt-0-bytes"],
+)
+def test_subtitle_file_without_dialogue_cues_means_audio_only(
+    home: Home, name: str, data: bytes
+) -> None:
+    write_media(home.show("Ep 5.wav"), [AudioTrack(tone(2.0, 16000), 16000, "pcm_s16le")])
+    home.show(name).write_bytes(data)
+    key = episode_key("Test Show", "Ep 5")
+    result = home.materialize(key, ["episode_media", "episode_subtitles"])
+    assert result.success, errors(result)
+    table = home.table("episode_subtitles", key)
+    assert table.height == 0 and "overlaps_other" in table.columns
+    note = f"{home.show(name)} holds no dialogue cues; the episode is transcribed from audio only"
+    assert [w for w in _warnings(home, result) if note in w]
+    meta = _subtitle_meta(result)
+    assert meta["lines"] == 0 and meta["transcribed_from"] == "audio only"
+    assert note in meta["note"]
+
+
+def test_cues_past_the_episode_end_are_dropped_counted_and_named(home: Home) -> None:
+    """Subtitles for a longer cut of the episode: cues that start after the audio ends (plus
+    the slack) leave the table; the metadata counts them, a warning names them, and the
+    check (still) says the subtitles do not fit the episode."""
+    write_media(home.show("Ep 6.wav"), [AudioTrack(tone(4.0, 16000), 16000, "pcm_s16le")])
+    cues = [("00:00:00,500", "00:00:01,500", "Hello."),
+            ("00:00:02,000", "00:00:03,000", "Hello, hello."),
+            ("00:00:05,500", "00:00:06,500", "Gone with the other cut."),
+            ("00:00:09,000", "00:00:10,000", "This one too.")]
+    home.show("Ep 6.srt").write_text("\n".join(
+        f"{i + 1}\n{a} --> {b}\n{t}\n" for i, (a, b, t) in enumerate(cues)))
+    key = episode_key("Test Show", "Ep 6")
+    result = home.materialize(key, ["episode_media", "episode_subtitles"])
+    assert result.success, errors(result)
+    assert home.table("episode_subtitles", key).sort("line")["text"].to_list() == [
+        "Hello.", "Hello, hello."]
+    meta = _subtitle_meta(result)
+    assert meta["cues_past_end"] == 2 and meta["lines"] == 2
+    late = [w for w in _warnings(home, result) if "after the episode ends" in w]
+    assert len(late) == 1
+    assert "2 subtitle cues" in late[0] and str(home.show("Ep 6.srt")) in late[0]
+    assert "Gone with the other cut." in late[0] and "This one too." in late[0]
+    (check,) = [c for c in result.get_asset_check_evaluations()
+                if c.check_name == "episode_subtitles_within_episode"]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["cues_past_end"].value == 2
+    spec = next(iter(ingest.episode_subtitles_within_episode.check_specs))
+    assert "another cut" in (spec.description or "")
+
+
 def test_colliding_names_are_refused(home: Home) -> None:
     for name in ("Ep 4.mkv", "ep_4.mp4"):
         write_media(home.show(name), [AudioTrack(tone(1.0, 48000), 48000, "aac")], VideoTrack(1.0))

@@ -43,6 +43,7 @@ from voice_assets.review.client import ReviewClient
 from voice_assets.review.corrections import load_corrections
 from voice_assets.review.names import load_confirmed_names
 from voice_assets.review.tasks import SPEAKER_NAMING, UTTERANCE_REVIEW
+from voice_assets.sensors import headless
 from voice_assets.sensors.characters import character_names_sensor
 from voice_assets.sensors.corrections import (
     TAG_CORRECTION_IDS,
@@ -351,10 +352,10 @@ class Loop:
         defs = dg.Definitions(
             assets=ASSETS, sensors=[label_studio_corrections_sensor], resources=self.resources(**ls)
         )
-        ctx = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, cursor=cursor, definitions=defs, resources=self.resources(**ls)
-        )
-        result = label_studio_corrections_sensor(ctx)
+        ) as ctx:
+            result = label_studio_corrections_sensor(ctx)
         if isinstance(result, dg.SkipReason):
             self.texts.append(result.skip_message or "")
         else:
@@ -382,10 +383,10 @@ class Loop:
         defs = dg.Definitions(
             assets=ASSETS, sensors=[character_names_sensor], resources=self.resources()
         )
-        ctx = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, definitions=defs, resources=self.resources()
-        )
-        return character_names_sensor(ctx)
+        ) as ctx:
+            return character_names_sensor(ctx)
 
     def table(self, name: str, episode: str | None = None) -> pl.DataFrame:
         with duckdb.connect(str(self.layout.database)) as con:
@@ -721,6 +722,26 @@ def test_server_down_then_recovery_loses_nothing(pushed: Loop):
     assert rows.select("field", "old_value", "new_value").rows() == [("emotion", None, "angry")]
     assert [r.partition_key for r in back.run_requests] == [EP1]
     loop.cursor = back.cursor
+
+
+def test_corrections_pull_headless_records_and_reruns(pushed: Loop, tmp_path: Path):
+    """`voice-assets corrections pull` ticks the same sensor once without the daemon: the
+    'angry' label given while the server was down lands in utterances by a run executed here,
+    and a second pull finds nothing new."""
+    loop = pushed
+    defs = dg.Definitions(assets=ASSETS, sensors=[label_studio_corrections_sensor],
+                          resources=loop.resources())
+    cursors = tmp_path / "cursors.json"
+    first = headless.tick(defs, loop.instance, "label_studio_corrections_sensor", cursors)
+    assert first.skipped is None and first.ok, first
+    assert EP1 in [episode for episode, _, _ in first.runs]
+    run_ids = [run_id for episode, run_id, _ in first.runs if episode == EP1]
+    assert loop.instance.get_run_by_id(run_ids[0]).status == dg.DagsterRunStatus.SUCCESS
+    utt = loop.table("utterances", EP1)
+    late = utt.filter(pl.col("text") == "the train is late again").row(0, named=True)
+    assert late["emotion"] == "angry", late
+    second = headless.tick(defs, loop.instance, "label_studio_corrections_sensor", cursors)
+    assert not second.runs and "no new annotations" in (second.skipped or ""), second
 
 
 def test_unauthorized_and_slow_server_skip_without_moving(pushed: Loop):

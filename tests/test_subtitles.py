@@ -10,6 +10,7 @@ from testdata import STYLES
 from voice_assets.errors import SubtitleError
 from voice_assets.media.subtitles import (
     decode_subtitle_bytes,
+    drop_cues_past,
     join_lines,
     parse_subtitles,
     split_speaker,
@@ -200,11 +201,150 @@ def test_cue_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
-def test_not_a_subtitle_file(tmp_path: Path) -> None:
-    path = _write(tmp_path, "ep.srt", "just some words\nand nothing else\n")
-    with pytest.raises(SubtitleError, match="no subtitle events") as err:
+ASS_HEADER = ASS.split("[Events]")[0]
+ASS_FORMAT = "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("ep.ass", ASS_HEADER),  # a valid header and no [Events] section at all
+        ("ep.ass", ASS_HEADER + "[Events]\n"),
+        ("ep.ass", ASS_HEADER + "[Events]\n" + ASS_FORMAT),  # only the Format line
+        ("ep.vtt", "WEBVTT\n\n"),
+    ],
+    ids=["ass-no-events-section", "ass-empty-events", "ass-format-line-only", "vtt-header-only"],
+)
+def test_a_subtitle_file_without_dialogue_cues_is_not_an_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """Like an empty .srt: no cues, no error; the episode goes on without subtitles."""
+    subs = parse_subtitles(_write(tmp_path, name, text))
+    assert subs.lines == () and subs.bad_cues == ()
+    assert subs.format == Path(name).suffix[1:]
+    df = subtitles_table("show__ep", subs)
+    assert df.height == 0 and dict(df.schema) == EPISODE_SUBTITLES_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "cause"),
+    [
+        ("ep.srt", b"just some words\nand nothing else\n", "no subtitle events"),
+        ("ep.ass", b"just some words\nand nothing else\n", "no subtitle events"),
+        ("ep.ass", bytes(range(256)) * 8, "cannot determine the text encoding"),  # binary
+        ("ep.srt", bytes(range(256)) * 8, "cannot determine the text encoding"),
+        ("ep.ass", b"PK\x03\x04\x14\x00\x00\x00" + b"word/document.xml" * 20,
+         "no subtitle events"),  # a decodable non-subtitle file
+        ("ep.ass", (ASS_HEADER + "[Events]\n" + ASS_FORMAT
+                    + "Dialogue: 0,0:00:0x.00,0:00:02.00,Default,,0,0,0,,Hi\n").encode(),
+         "1 of 1 cues are broken"),
+    ],
+    ids=["srt-words", "ass-words", "ass-binary", "srt-binary", "ass-zip",
+         "ass-only-broken-cues"],
+)
+def test_a_broken_subtitle_file_is_still_an_error(
+    tmp_path: Path, name: str, data: bytes, cause: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(SubtitleError, match=cause) as err:
         parse_subtitles(path)
     assert str(path) in str(err.value)
+
+
+def _srt(*cues: tuple[str, str, str]) -> str:
+    return "\n".join(f"{i + 1}\n{a} --> {b}\n{text}\n" for i, (a, b, text) in enumerate(cues))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected", "duplicates"),
+    [
+        (  # two merged tracks: every cue twice, the second copy without the speaker's name
+            "ep.srt",
+            _srt(("00:00:01,000", "00:00:02,000", "AKI: Where are you going?"),
+                 ("00:00:01,000", "00:00:02,000", "Where are you going?"),
+                 ("00:00:03,000", "00:00:04,000", "Nowhere."),
+                 ("00:00:03,000", "00:00:04,000", "BEN: Nowhere.")),
+            [(1.0, 2.0, "Where are you going?", "AKI"), (3.0, 4.0, "Nowhere.", "BEN")],
+            ["0:00:01.000 --> 0:00:02.000", "0:00:03.000 --> 0:00:04.000"],
+        ),
+        (  # a copy whose time span lies inside another cue with the same text
+            "ep.ass",
+            ASS_HEADER + "[Events]\n" + ASS_FORMAT
+            + "Dialogue: 0,0:00:01.20,0:00:01.80,Default,Aki,0,0,0,,Where are you going?\n"
+            + "Dialogue: 0,0:00:01.00,0:00:02.00,Default,Aki,0,0,0,,Where are you going?\n"
+            + "Dialogue: 0,0:00:03.00,0:00:04.00,Default,Ben,0,0,0,,Nowhere.\n",
+            [(1.0, 2.0, "Where are you going?", "Aki"), (3.0, 4.0, "Nowhere.", "Ben")],
+            ["0:00:01.200 --> 0:00:01.800"],
+        ),
+    ],
+    ids=["exact-duplicates", "contained-duplicate"],
+)
+def test_duplicate_cues_are_collapsed_and_counted(
+    tmp_path: Path, name: str, text: str, expected: list, duplicates: list[str]
+) -> None:
+    subs = parse_subtitles(_write(tmp_path, name, text))
+    assert [(ln.start, ln.end, ln.text, ln.name) for ln in subs.lines] == expected
+    assert [ln.line for ln in subs.lines] == list(range(len(expected)))
+    assert [d.where for d in subs.duplicates] == duplicates
+    assert not any(ln.overlaps_other for ln in subs.lines)
+    assert subs.bad_cues == ()
+
+
+@pytest.mark.parametrize(
+    ("cues", "marked"),
+    [
+        (  # a reply shown over the end of a line: two voices at once
+            [("00:00:01,000", "00:00:03,000", "REX: We start on Monday!"),
+             ("00:00:02,500", "00:00:03,500", "ROBO: Wait!"),
+             ("00:00:05,000", "00:00:06,000", "REX: Good.")],
+            [True, True, False],
+        ),
+        (  # the same words from two characters at once is not a duplicate
+            [("00:00:01,000", "00:00:02,000", "AKI: Thank you for the meal!"),
+             ("00:00:01,000", "00:00:02,000", "BEN: Thank you for the meal!")],
+            [True, True],
+        ),
+        (  # a frame of timing slop between consecutive lines is not an overlap
+            [("00:00:01,000", "00:00:02,040", "Where are you going?"),
+             ("00:00:02,000", "00:00:03,000", "Nowhere.")],
+            [False, False],
+        ),
+    ],
+    ids=["reply-over-a-line", "two-speakers-same-words", "timing-slop"],
+)
+def test_simultaneous_cues_are_kept_and_both_marked(
+    tmp_path: Path, cues: list, marked: list[bool]
+) -> None:
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", _srt(*cues)))
+    assert len(subs.lines) == len(cues) and subs.duplicates == ()
+    assert [ln.overlaps_other for ln in subs.lines] == marked
+    df = subtitles_table("show__ep", subs)
+    assert df["overlaps_other"].to_list() == marked
+
+
+def test_cues_past_the_episode_end_are_dropped_and_named(tmp_path: Path) -> None:
+    """Subtitles for a longer cut: cues that start after the audio ends are left out."""
+    subs = parse_subtitles(_write(tmp_path, "ep.srt", _srt(
+        ("00:00:01,000", "00:00:02,000", "First."),
+        ("00:00:09,000", "00:00:12,000", "Straddles the end."),
+        ("00:00:20,000", "00:00:21,000", "After the end."),
+        ("00:00:11,000", "00:00:11,500", "Also after it."),
+        ("00:00:20,500", "00:00:22,000", "AKI: Over the other late one."))))
+    assert [ln.overlaps_other for ln in subs.lines] == [False, True, True, True, True]
+    kept = drop_cues_past(subs, 10.5)
+    assert [(ln.line, ln.text, ln.overlaps_other) for ln in kept.lines] == [
+        (0, "First.", False), (1, "Straddles the end.", False)]
+    assert [d.describe() for d in kept.past_end] == [
+        "0:00:20.000 --> 0:00:21.000: starts past the episode's end (after 0:00:10.500): "
+        "'After the end.'",
+        "0:00:11.000 --> 0:00:11.500: starts past the episode's end (after 0:00:10.500): "
+        "'Also after it.'",
+        "0:00:20.500 --> 0:00:22.000: starts past the episode's end (after 0:00:10.500): "
+        "'Over the other late one.'",
+    ]
+    assert drop_cues_past(subs, 100.0) == subs
+    assert subtitles_table("show__ep", kept).height == 2
 
 
 def test_empty_subtitle_file_gives_empty_table(tmp_path: Path) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from voice_assets.dataset.clips import cut_around_overlaps
+from voice_assets.media.subtitles import parse_subtitles
+from voice_assets.media.tables import subtitles_table
+from voice_assets.speech import alignment as al
 from voice_assets.speech.alignment import ALIGNED_SCHEMA
+from voice_assets.speech.asr import Word
 from voice_assets.speech.fusion import (
     UTTERANCE_SCHEMA,
     fuse_utterances,
@@ -196,3 +201,80 @@ def test_a_clean_line_next_to_an_overlap_has_no_overlapped_seconds():
     out = fuse_utterances(EP, a, diar)
     assert out["overlap"].to_list() == [False, False]
     assert out["overlap_s"].to_list() == [0.0, 0.0]
+
+
+# --- from a subtitle file: cues shown at once, through alignment, fusion and the clip cut ------
+
+
+def _from_subtitles(tmp_path, srt: str, heard: list[tuple[str, float, float]],
+                    speech: tuple[float, float]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The subtitles table of ``srt`` and the utterances the clip builder would cut from it
+    (after `cut_around_overlaps`), with ``heard`` as the ASR's words and one diarized voice
+    over ``speech``."""
+    path = tmp_path / "ep.srt"
+    path.write_text(srt, encoding="utf-8")
+    table = subtitles_table(EP, parse_subtitles(path))
+    words = [Word(w, s, e, 0.9) for w, s, e in heard]
+    result = al.align_subtitles(al.subtitle_lines(table), words, None, [speech], "en")
+    utterances = fuse_utterances(EP, al.aligned_frame(EP, result),
+                                 _diar([(*speech, "SPK_02", False)]), "en")
+    return table, cut_around_overlaps(utterances, min_s=1.0)
+
+
+def _said(text: str, start: float, step: float = 0.29) -> list[tuple[str, float, float]]:
+    return [(w, round(start + step * i, 3), round(start + step * (i + 1) - 0.01, 3))
+            for i, w in enumerate(text.split())]
+
+
+REPLY_OVER_A_LINE = """1
+00:00:45,000 --> 00:00:48,000
+REX: We got the job and we start on Monday morning.
+
+2
+00:00:46,500 --> 00:00:50,000
+ROBO: Wait for me, I am coming with all of you.
+"""
+
+
+def test_a_line_shown_over_another_that_asr_did_not_hear_is_never_clean_speech(tmp_path):
+    # Robo talks over Rex; the ASR hears only Rex. Robo's words get times spread over his
+    # cue, which are a guess: where they pass Rex's last word they used to look like clean
+    # speech, and a clip of Robo's text was cut from audio no one had placed his words in.
+    rex = "we got the job and we start on monday morning"
+    table, out = _from_subtitles(tmp_path, REPLY_OVER_A_LINE, _said(rex, 45.0), (44.9, 50.0))
+    assert table["overlaps_other"].to_list() == [True, True]
+    robo = out.filter(pl.col("subtitle_name") == "ROBO")
+    assert robo.height >= 1 and robo["overlap"].all()
+    clean = out.filter(~pl.col("overlap") & (pl.col("text_source") == "subtitle"))
+    assert clean["subtitle_name"].to_list() == ["REX"]
+    assert all(w["score"] > 0 for w in clean["words"][0])  # words the ASR heard, only
+    # Rex's words before Robo comes in are his alone: that much stays a clean clip; the
+    # rest of his line, under Robo's, does not.
+    assert clean["text"][0].startswith("We got the job and")
+    assert "Monday" not in clean["text"][0] and clean["end"][0] < 46.8
+
+
+def test_lines_shown_together_but_heard_one_after_the_other_stay_clean(tmp_path):
+    # Two cues on screen together, but the ASR heard Aki, then Ben: the words are where
+    # they were said and nothing is spoken over.
+    srt = ("1\n00:00:10,000 --> 00:00:14,000\nAKI: Where are you going tonight?\n\n"
+           "2\n00:00:10,000 --> 00:00:14,000\nBEN: Nowhere special at all.\n")
+    heard = _said("where are you going tonight", 10.0) + _said("nowhere special at all", 11.8)
+    table, out = _from_subtitles(tmp_path, srt, heard, (9.9, 13.0))
+    assert table["overlaps_other"].to_list() == [True, True]
+    said = out.filter(pl.col("text_source") == "subtitle").sort("start")
+    assert said.select("subtitle_name", "text", "overlap").rows() == [
+        ("AKI", "Where are you going tonight?", False), ("BEN", "Nowhere special at all.", False)]
+
+
+def test_a_cue_repeated_by_merged_tracks_is_one_clean_line(tmp_path):
+    # The same cue twice (a merged second track, without the name): before, each copy's
+    # words covered the other's and the line was lost as overlapped speech.
+    srt = ("1\n00:00:20,000 --> 00:00:22,500\nAKI: I really do not know that.\n\n"
+           "2\n00:00:20,000 --> 00:00:22,500\nI really do not know that.\n")
+    table, out = _from_subtitles(tmp_path, srt, _said("i really do not know that", 20.0),
+                                 (19.9, 21.9))
+    assert table.select("name", "overlaps_other").rows() == [("AKI", False)]
+    said = out.filter(pl.col("text_source") == "subtitle")
+    assert said.select("subtitle_name", "text", "overlap").rows() == [
+        ("AKI", "I really do not know that.", False)]

@@ -54,6 +54,11 @@ def _instance():  # -> dg.DagsterInstance, imported lazily: dagster is slow to i
         plan = _run_plan()
         instance_config.write_instance_config(Path(home), plan)
     instance = dg.DagsterInstance.get()
+    from voice_assets.dead_runs import mark_dead_runs_failed
+
+    for run_id in mark_dead_runs_failed(instance):
+        click.echo(f"run {run_id} was left running by a process that is gone: marked failed",
+                   err=True)
     if managed:  # a user who took the file over sets pool limits in the UI or CLI
         storage = instance.event_log_storage
         for pool, slots in plan.pools.items():
@@ -76,7 +81,25 @@ def _fail(exc: Exception) -> None:
     sys.exit(1)
 
 
-@click.group()
+class _Main(click.Group):
+    """Errors a user can act on end the command with their message and exit 1, not a
+    traceback: ours (VoiceAssetsError), and a full disk in whatever shape it surfaces."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except VoiceAssetsError as exc:
+            _fail(exc)
+        except Exception as exc:
+            from voice_assets.diskspace import as_disk_full
+
+            full = as_disk_full(exc, _layout().home)
+            if full is None:
+                raise
+            _fail(full)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="voice-assets")
 def main() -> None:
     """Turn the episodes of a series into per-character voice datasets."""
@@ -91,6 +114,8 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
     from voice_assets import inbox
 
     layout = _layout()
+    before = {k: inbox.revision_of(item)[1]
+              for k, item in inbox.scan_inbox(layout.inbox).files.items()}
     try:
         added = inbox.ingest_files(list(paths), layout.inbox, series=series)
     except VoiceAssetsError as exc:
@@ -105,6 +130,10 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
     for item in added:
         subs = f" + {item.subtitle.name}" if item.subtitle else ""
         click.echo(f"{item.key}\t{item.path}{subs}")
+        if item.key in before and before[item.key] != inbox.revision_of(item)[1]:
+            click.secho(f"{item.key}: replaced a different file of the same name; its results "
+                        f"are stale until `voice-assets run --episode {item.key}`",
+                        fg="yellow", err=True)
 
 
 # --------------------------------------------------------------------------- run
@@ -136,6 +165,16 @@ def _resolve_selection(names: str | None):
     return keys, named
 
 
+def _preflight() -> None:
+    """Fail before any work on what would fail it later: a full disk, an unreadable tables file."""
+    from voice_assets.diskspace import require_free_space
+    from voice_assets.review.corrections import check_database
+
+    layout = _layout()
+    require_free_space(layout.home)
+    check_database(layout.database)
+
+
 def run_pipeline(
     episodes_to_run: Sequence[str], select: str | None = None, series_outputs: bool = True
 ) -> bool:
@@ -149,7 +188,10 @@ def run_pipeline(
         series_assets,
     )
     from voice_assets.partitions import episodes
+    from voice_assets.resources.storage import WORKER_TAG
+    from voice_assets.scratch import worker_id
 
+    _preflight()
     defs = build_defs()  # resources rooted at $VOICE_ASSETS_HOME as it is now
     instance = _instance()
     selected, named = _resolve_selection(select)
@@ -184,20 +226,54 @@ def run_pipeline(
                 asset_selection=chosen,
                 raise_on_error=False,
                 run_config=quiet,
-                tags={"voice_assets/source": "cli"},
+                tags={"voice_assets/source": "cli", WORKER_TAG: worker_id()},
             )
+            _warnings(instance, key, result.run_id)
             if not result.success:
                 ok = False
                 click.secho(f"{key}: run {result.run_id} failed", fg="red", err=True)
+                _explain(result)
     if cross and series_outputs and ok:
         result = defs.resolve_job_def("series_datasets").execute_in_process(
             instance=instance,
             asset_selection=cross,
             raise_on_error=False,
             run_config=quiet,
+            tags={"voice_assets/source": "cli", WORKER_TAG: worker_id()},
         )
+        if not result.success:
+            click.secho(f"series outputs: run {result.run_id} failed", fg="red", err=True)
+            _explain(result)
         ok = ok and result.success
     return ok
+
+
+def _warnings(instance, key: str, run_id: str) -> None:
+    """Repeat the run's warnings (bad subtitle cues, skipped stages, ...) once each at the end,
+    where a headless user sees them; the full log stays in the instance."""
+    import logging
+
+    seen: set[str] = set()
+    for entry in instance.all_logs(run_id):
+        if entry.is_dagster_event or entry.level < logging.WARNING:
+            continue
+        message = entry.user_message.strip()
+        if message and message not in seen:
+            seen.add(message)
+            click.secho(f"{key}: warning: {message}", fg="yellow", err=True)
+
+
+def _explain(result) -> None:  # result: dg.ExecuteInProcessResult
+    """The cause of each failed step, as the user-facing message when there is one."""
+    for event in result.all_events:
+        if not event.is_step_failure or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and error.cls_name in (
+                "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+            error = error.cause
+        message = (error.message if error else "failed").strip().splitlines()[-1]
+        click.secho(f"  {event.step_key}: {message}", fg="red", err=True)
 
 
 @main.command()
@@ -242,6 +318,26 @@ def run(episode_keys: tuple[str, ...], all_episodes: bool, select: str | None,
 
 
 # --------------------------------------------------------------------------- status
+def _changed_in_inbox(instance, keys: Sequence[str]) -> list[str]:
+    """Episodes whose inbox file (or subtitle) differs from what episode_media ingested."""
+    from voice_assets.inbox import revision_of, scan_inbox
+    from voice_assets.sensors.inbox import ingested_revision
+
+    files = scan_inbox(_layout().inbox).files
+    changed = []
+    for key in keys:
+        was = ingested_revision(instance, key)
+        if was is None or key not in files:
+            continue
+        try:
+            now = revision_of(files[key])[1]
+        except OSError:
+            continue
+        if now != was:
+            changed.append(key)
+    return changed
+
+
 @main.command()
 @click.option("--wide", is_flag=True, help="One column per episode even for many episodes.")
 def status(wide: bool) -> None:
@@ -251,7 +347,9 @@ def status(wide: bool) -> None:
     from voice_assets.automation import series_freshness
     from voice_assets.definitions import defs, episode_assets, series_assets
     from voice_assets.partitions import episodes
+    from voice_assets.review.corrections import check_database
 
+    check_database(_layout().database)  # a broken tables file is not "all materialized"
     instance = _instance()
     keys = instance.get_dynamic_partitions(episodes.name)
     if not keys:
@@ -261,12 +359,16 @@ def status(wide: bool) -> None:
     order = {k: i for i, k in enumerate(graph.toposorted_asset_keys)}
     assets = sorted(episode_assets, key=order.__getitem__)
     width = max(len(a.to_user_string()) for a in [*assets, *series_assets])
+    changed = _changed_in_inbox(instance, keys)
     if len(keys) <= 8 or wide:
         click.echo("asset".ljust(width) + "  " + "  ".join(keys))
         for asset in assets:
             done = instance.get_materialized_partitions(asset)
-            cells = [("x" if k in done else ".").center(len(k)) for k in keys]
+            cells = [("." if k not in done else "~" if k in changed else "x").center(len(k))
+                     for k in keys]
             click.echo(asset.to_user_string().ljust(width) + "  " + "  ".join(cells))
+        if changed:
+            click.echo("(x materialized, ~ stale: the inbox file changed, . not yet)")
     else:
         click.echo(f"{len(keys)} episodes; materialized per asset:")
         for asset in assets:
@@ -280,6 +382,10 @@ def status(wide: bool) -> None:
                    f"{fresh.describe()}")
         if fresh.stale:
             stale.append(fresh)
+    for key in changed:
+        click.echo(f"{key}: its inbox file changed since it was ingested; its results are "
+                   f"stale until `voice-assets run --episode {key}` (or the inbox sensor) "
+                   "re-runs it")
     active = instance.get_runs_count(dg.RunsFilter(statuses=[
         dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
     if active:
@@ -313,6 +419,56 @@ def ui(port: int) -> None:
 def watch() -> None:
     """Headless: watch the inbox and keep every dataset current (the Dagster daemon, no UI)."""
     _exec("dagster-daemon", ["run", "-m", "voice_assets.definitions"])
+
+
+@main.command()
+def daemon() -> None:
+    """The Dagster daemon alone (every sensor: inbox, Label Studio corrections, names, series
+    automation), for a server or a service manager; the same as `watch`."""
+    _exec("dagster-daemon", ["run", "-m", "voice_assets.definitions"])
+
+
+# --------------------------------------------------------------------------- corrections
+@main.group()
+def corrections() -> None:
+    """Label Studio corrections without the daemon."""
+
+
+@corrections.command("pull")
+@click.option("--all", "from_start", is_flag=True,
+              help="Re-read every annotation, not only those since the last pull (after the "
+              "tables file was rebuilt).")
+def corrections_pull(from_start: bool) -> None:
+    """Pull new Label Studio corrections and names once, and re-run what they change.
+
+    The same sensors the daemon ticks, ticked once here: corrections are recorded, and
+    `utterances`, `character_map` and what follows them re-run for the affected episodes.
+    Exits 1 when Label Studio cannot be reached or a run fails; nothing is lost either way.
+    """
+    from voice_assets.definitions import build_defs
+    from voice_assets.sensors.headless import tick
+
+    defs = build_defs()
+    instance = _instance()
+    cursor_file = _layout().label_studio / "cli-sensor-cursors.json"
+    if from_start:
+        cursor_file.unlink(missing_ok=True)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    ok = True
+    for name in ("label_studio_corrections_sensor", "character_names_sensor"):
+        result = tick(defs, instance, name, cursor_file, run_config=quiet)
+        for episode, run_id, success in result.runs:
+            state = "re-ran" if success else "FAILED"
+            click.echo(f"{name}: {state} {episode} (run {run_id})")
+        if result.skipped:
+            click.echo(f"{name}: {result.skipped}", err=True)
+        elif not result.runs:
+            click.echo(f"{name}: {result.events} event(s) recorded, nothing to re-run")
+        down = name == "label_studio_corrections_sensor" and result.skipped and (
+            "Cursor unchanged" in result.skipped)
+        ok = ok and result.ok and not down
+    if not ok:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- demo

@@ -11,15 +11,53 @@ from pathlib import Path
 from voice_assets.errors import PartitionKeyError
 
 _NOT_WORD = re.compile(r"[^\w]+", re.UNICODE)
+_UNSAFE_IN_NAME = re.compile(r"[/\\\x00-\x1f\x7f]+")
+# Slugs and folder names stay well under the 255-byte file-name limit of every common
+# filesystem, with room for a key (two slugs) plus temp-file prefixes and suffixes.
+MAX_SLUG_BYTES = 64
+MAX_NAME_BYTES = 100
+# How every table describes its `episode` column (the catalog shows it beside the column).
+EPISODE_COLUMN = "Episode key `<series>__<episode>`: the partition the row belongs to."
+SERIES_COLUMN = "Series slug: the first half of the episode key."
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def _limit(out: str, original: str, max_bytes: int, sep: str) -> str:
+    """``out`` cut to ``max_bytes`` of UTF-8 (on a character boundary) plus a hash of the
+    original, so two long names that share a beginning stay distinct."""
+    if len(out.encode("utf-8")) <= max_bytes:
+        return out
+    room = max_bytes - len(sep) - 8
+    head = out.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip("-. ")
+    return f"{head}{sep}{_digest(original)}"
 
 
 def slug(text: str) -> str:
-    """Lower-case, NFKC-normalised, word characters (any script) joined by '-'."""
-    text = unicodedata.normalize("NFKC", text).casefold().replace("_", " ")
-    out = _NOT_WORD.sub("-", text).strip("-")
+    """Lower-case, NFKC-normalised, word characters (any script) joined by '-', at most
+    MAX_SLUG_BYTES bytes (longer ones end in a hash of the whole)."""
+    norm = unicodedata.normalize("NFKC", text).casefold().replace("_", " ")
+    out = _NOT_WORD.sub("-", norm).strip("-")
     if not out:
-        out = "x" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-    return out
+        return "x" + _digest(norm)
+    return _limit(out, norm, MAX_SLUG_BYTES, "-")
+
+
+def folder_name(text: str) -> str:
+    """A user's name (a series) as one safe path component: readable where it can be, never a
+    separator, '.', '..', hidden or over MAX_NAME_BYTES; falls back to its slug."""
+    norm = unicodedata.normalize("NFC", text).strip()
+    if not norm or norm.startswith(".") or _UNSAFE_IN_NAME.search(norm):
+        return slug(text)
+    return _limit(norm, norm, MAX_NAME_BYTES, "-")
+
+
+def is_episode_key(key: str) -> bool:
+    """True for a key `episode_key` can produce: two slugs joined by '__'."""
+    series, sep, stem = key.partition("__")
+    return bool(sep) and slug(series) == series and slug(stem) == stem
 
 
 def episode_key(series: str, stem: str) -> str:

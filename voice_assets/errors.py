@@ -46,3 +46,31 @@ class ModelMissingError(VoiceAssetsError):
 
 class ServiceUnavailableError(VoiceAssetsError):
     """An external service (Label Studio) is down, slow or refuses our credentials."""
+
+
+class CorruptDatabaseError(VoiceAssetsError):
+    """The tables file cannot be opened: truncated, emptied or overwritten."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{self.path} is not a readable DuckDB database ({cause}). Move it aside "
+            f"(`mv '{self.path}' '{self.path}.broken'`), rebuild the tables with "
+            "`voice-assets run --all`, and read the human labels back from Label Studio with "
+            "`voice-assets corrections pull --all`"
+        )
+
+
+class DiskFullError(VoiceAssetsError):
+    """A write failed because the filesystem holding it is full."""
+
+    def __init__(self, path: str | Path, free_bytes: int | None, cause: str = "") -> None:
+        self.path = Path(path)
+        self.free_bytes = free_bytes
+        free = "unknown" if free_bytes is None else f"{free_bytes / 2**20:.0f} MiB"
+        super().__init__(
+            f"no space left on the disk holding {self.path} ({free} free"
+            f"{'; ' + cause if cause else ''}). Free some space there, or move "
+            "$VOICE_ASSETS_HOME to a larger disk, then run the same command again: finished "
+            "stages are kept and nothing half-written was left behind"
+        )

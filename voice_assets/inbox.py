@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voice_assets.episode_keys import assign_keys, episode_key
+from voice_assets.episode_keys import assign_keys, episode_key, folder_name
 from voice_assets.errors import PartitionKeyError
 from voice_assets.media.fingerprint import content_hash
 from voice_assets.media.probe import DEFAULT_LANGUAGES, language_matches
@@ -323,6 +323,7 @@ def ingest_files(
 
     Every file is probed first, so a corrupt or audio-less file is refused with its cause
     before anything is copied; a name that slugs to an existing episode's key is refused too.
+    The series becomes one safe folder name (`folder_name`): never a path out of the inbox.
     Copies are atomic, so the inbox sensor never sees a half-copied file.
     """
     import shutil
@@ -340,9 +341,11 @@ def ingest_files(
     plan: list[tuple[Path, Path, tuple[Path, ...]]] = []
     for media in medias:
         probe_media(media, languages)  # raises MediaError naming the file and the cause
-        folder = series or media.resolve().parent.name
+        folder = folder_name(series or media.resolve().parent.name)
         key = episode_key(folder, media.stem)
         target = Path(inbox) / folder / media.name
+        if not target.resolve().is_relative_to(Path(inbox).resolve()):  # belt and braces
+            raise PartitionKeyError(f"{media}: series {series!r} would place it outside {inbox}")
         other = existing.get(key)
         if other is not None and other.path.resolve() != target.resolve():
             raise PartitionKeyError(
@@ -359,4 +362,9 @@ def ingest_files(
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
     scan = scan_inbox(inbox, languages)
-    return [scan.files[episode_key(t.parent.name, t.stem)] for _, t, _ in plan]
+    keys = [episode_key(t.parent.name, t.stem) for _, t, _ in plan]
+    lost = [k for k in keys if k not in scan.files]
+    if lost:
+        raise PartitionKeyError(f"copied, but the inbox scan does not see {', '.join(lost)}: "
+                                + "; ".join(scan.collisions.get(k, k) for k in lost))
+    return [scan.files[k] for k in keys]

@@ -23,13 +23,18 @@ from voice_assets.assets.common import (
     episode_asset_kwargs,
     md_table,
     png_md,
+    round_metadata,
     series_asset_kwargs,
+    table_asset_kwargs,
 )
 from voice_assets.assets.human_input import SPEAKER_NAMES
 from voice_assets.characters.cast import Cast, CastError, find_cast_file, load_cast
 from voice_assets.characters.mapping import (
+    MAP_DESCRIPTIONS,
     MAP_SCHEMA,
+    REGISTRY_DESCRIPTIONS,
     REGISTRY_SCHEMA,
+    REGISTRY_TABLE_SCHEMA,
     EpisodeEvidence,
     map_episode,
     prototype_drift,
@@ -158,13 +163,21 @@ MAP_CHECKS = ("character_map_every_speaker_mapped", "character_map_confidence")
 
 
 @dg.asset(
-    **episode_asset_kwargs,
+    **table_asset_kwargs(episode_asset_kwargs, MAP_SCHEMA, MAP_DESCRIPTIONS),
     group_name=GROUP,
     kinds={"polars", "duckdb"},
     deps=[SPEAKER_NAMES],
     check_specs=[
-        dg.AssetCheckSpec(MAP_CHECKS[0], asset="character_map", blocking=True),
-        dg.AssetCheckSpec(MAP_CHECKS[1], asset="character_map"),
+        dg.AssetCheckSpec(
+            MAP_CHECKS[0], asset="character_map", blocking=True,
+            description="Every diarized speaker of the episode has a character (a name, "
+            "voice-NN or background): an unmapped speaker's turns would reach no character's "
+            "dataset (blocking)."),
+        dg.AssetCheckSpec(
+            MAP_CHECKS[1], asset="character_map",
+            description="At most half of the episode's speech is mapped with confidence "
+            "below 0.5: more means the names are mostly guesses and worth a review in Label "
+            "Studio."),
     ],
 )
 def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
@@ -218,7 +231,7 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
         meta["minutes_per_character"] = png_md(bar_png(
             dict(zip(minutes["character"], minutes["m"], strict=True)), "minutes of speech",
             f"{episode}: speech per character"), "minutes per character")
-    yield dg.Output(df, metadata=meta)
+    yield dg.Output(df, metadata=round_metadata(meta))
 
     speakers = set(diarization["speaker"].unique().to_list()) if diarization.height else set()
     mapped = set(df.filter(pl.col("character").is_not_null())["speaker"].to_list())
@@ -231,22 +244,22 @@ def character_map(context: dg.AssetExecutionContext, config: CharacterMapConfig,
     low = float(weights[conf < 0.5].sum() / max(weights.sum(), 1e-9)) if df.height else 0.0
     yield dg.AssetCheckResult(
         check_name=MAP_CHECKS[1], passed=low <= 0.5, severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "share_of_speech_below_0_5": round(low, 3),
+        metadata=round_metadata({
+            "share_of_speech_below_0_5": low,
             "p10": float(np.quantile(conf, 0.1)) if conf.size else 0.0,
             "median": float(np.median(conf)) if conf.size else 0.0,
             "by_source": dg.MetadataValue.md(md_table(
                 df.group_by("source").agg(pl.len().alias("speakers"),
                                           pl.col("confidence").mean().alias("mean_confidence"))
                 .sort("source"))) if df.height else "(none)",
-        })
+        }))
 
 
 ALL_EPISODES = dg.AllPartitionMapping()
 
 
 @dg.asset(
-    **series_asset_kwargs,
+    **table_asset_kwargs(series_asset_kwargs, REGISTRY_TABLE_SCHEMA, REGISTRY_DESCRIPTIONS),
     group_name=GROUP,
     kinds={"polars", "duckdb"},
     ins={
@@ -255,7 +268,11 @@ ALL_EPISODES = dg.AllPartitionMapping()
         "face_tracks": dg.AssetIn(partition_mapping=ALL_EPISODES),
         "speaking_faces": dg.AssetIn(partition_mapping=ALL_EPISODES),
     },
-    check_specs=[dg.AssetCheckSpec("character_prototypes_distinct", asset="character_registry")],
+    check_specs=[dg.AssetCheckSpec(
+        "character_prototypes_distinct", asset="character_registry",
+        description=f"No two characters of a series have voice prototypes closer than cosine "
+        f"{DRIFT_COSINE}: such a pair is probably one voice under two names, splitting its "
+        "dataset.")],
 )
 def character_registry(context: dg.AssetExecutionContext, storage: StorageResource,
                        character_map: pl.DataFrame, speaker_embeddings: pl.DataFrame,
@@ -279,7 +296,7 @@ def character_registry(context: dg.AssetExecutionContext, storage: StorageResour
              if c.character}
     df = df.with_columns(pl.Series("face_crops", [crops.get((s, c), []) for s, c in
                                                  df.select("series", "character").rows()],
-                                   dtype=pl.List(pl.String())))
+                                   dtype=REGISTRY_TABLE_SCHEMA["face_crops"]))
     for series in sorted(set(df["series"].to_list())):
         ledger = read_ledger(storage.layout.home, series)
         context.log.info("%s: %d characters, %d series voices over %d episodes", series,
@@ -312,7 +329,7 @@ def character_registry(context: dg.AssetExecutionContext, storage: StorageResour
                               columns=6)
         if sheet:
             meta[f"faces_{series}"] = png_md(sheet, f"{series} face clusters")
-    yield dg.Output(df, metadata=meta)
+    yield dg.Output(df, metadata=round_metadata(meta))
     drift = prototype_drift(df, DRIFT_COSINE)
     yield dg.AssetCheckResult(
         check_name="character_prototypes_distinct", passed=not drift,

@@ -25,16 +25,37 @@ from voice_assets.assets.common import (
     episode_asset_kwargs,
     model_asset_kwargs,
     png_md,
+    round_metadata,
     series_asset_kwargs,
+    table_asset_kwargs,
 )
 from voice_assets.assets.common import md_table as _md_table
 from voice_assets.atomic import atomic_dir, atomic_path, write_text
 from voice_assets.dataset import cards as cards_mod
-from voice_assets.dataset.clips import CLIP_SCHEMA, ClipConfig, cut_clips
-from voice_assets.dataset.emotion import FEATURES_SCHEMA, human_emotion_labels
-from voice_assets.dataset.exports import EXPORT_SCHEMA, FORMATS, dataset_rows, export_series
+from voice_assets.dataset.cards import CARD_DESCRIPTIONS, CARD_SCHEMA
+from voice_assets.dataset.clips import CLIP_DESCRIPTIONS, CLIP_SCHEMA, ClipConfig, cut_clips
+from voice_assets.dataset.emotion import (
+    EMOTION_TAGS_DESCRIPTIONS,
+    EMOTION_TAGS_SCHEMA,
+    FEATURES_DESCRIPTIONS,
+    FEATURES_SCHEMA,
+    human_emotion_labels,
+)
+from voice_assets.dataset.exports import (
+    EXPORT_DESCRIPTIONS,
+    EXPORT_SCHEMA,
+    FORMATS,
+    dataset_rows,
+    export_series,
+)
 from voice_assets.dataset.quality import QualityGates
-from voice_assets.dataset.splits import LEDGER_SCHEMA, SPLIT_SCHEMA, SplitConfig, assign_splits
+from voice_assets.dataset.splits import (
+    LEDGER_SCHEMA,
+    SPLIT_DESCRIPTIONS,
+    SPLIT_SCHEMA,
+    SplitConfig,
+    assign_splits,
+)
 from voice_assets.dataset.yield_report import yield_bars, yield_table
 from voice_assets.errors import MediaError
 from voice_assets.plots import bar_png, stacked_bar_png
@@ -47,10 +68,6 @@ GROUP = "dataset"
 ALL_EPISODES = dg.AllPartitionMapping()
 
 
-def _schema_md(schema: dict[str, pl.DataType]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(k, str(v)) for k, v in schema.items()])
-
-
 def _one_row(df: pl.DataFrame, table: str, episode: str) -> dict[str, Any]:
     if df.is_empty():
         raise MediaError(f"{table}/{episode}", f"no {table} row for this episode; materialize "
@@ -61,7 +78,8 @@ def _one_row(df: pl.DataFrame, table: str, episode: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------- per episode
 
 
-@dg.asset(**model_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**table_asset_kwargs(model_asset_kwargs, FEATURES_SCHEMA, FEATURES_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb"})
 def emotion_features(context: dg.AssetExecutionContext, emotion_recognizer: EmotionRecognizer,
                      utterances: pl.DataFrame, stems: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """Prosody (F0 mean/range, energy, speaking rate, voice effort) of every utterance from the
@@ -70,7 +88,7 @@ def emotion_features(context: dg.AssetExecutionContext, emotion_recognizer: Emot
     vocals = _one_row(stems, "stems", episode)["vocals_path"]
     df = emotion_recognizer.features(utterances, vocals, logging_progress(context.log))
     voiced = df.filter(pl.col("f0_median_hz").is_not_null())
-    return dg.Output(df, metadata={
+    return dg.Output(df, metadata=round_metadata({
         "utterances": df.height,
         "backends": emotion_recognizer.describe(),
         "with_f0": voiced.height,
@@ -78,8 +96,7 @@ def emotion_features(context: dg.AssetExecutionContext, emotion_recognizer: Emot
         "speaking_rate_median": float(df["speaking_rate"].median() or 0.0) if df.height else 0.0,
         "model_tagged": int(df["model_emotion"].is_not_null().sum()),
         "dagster/row_count": df.height,
-        "dagster/column_schema": _schema_md(FEATURES_SCHEMA),
-    })
+    }))
 
 
 class ClipsConfig(dg.Config):
@@ -117,13 +134,25 @@ class ClipsConfig(dg.Config):
                 min_bandwidth_hz=self.min_bandwidth_hz, reject_overlap=self.reject_overlap))
 
 
-CLIP_CHECKS = ("clips_sample_rate", "clips_duration_bounds", "clips_audio_decodes",
-               "clips_transcript_nonempty")
+# Blocking: a bad clip here would poison every trainer the exports feed.
+CLIP_CHECK_DESCRIPTIONS = {
+    "clips_sample_rate": "Every kept clip and every clip file is at the configured dataset "
+    "sample rate (at least 16 kHz): trainers assume one rate across the dataset.",
+    "clips_duration_bounds": "Every kept clip lasts between the configured minimum and "
+    "maximum duration: trainers drop or choke on clips outside their length limits.",
+    "clips_audio_decodes": "Every clip file decodes to samples and every kept clip has one: "
+    "an unreadable file breaks the exports and training.",
+    "clips_transcript_nonempty": "Every kept clip has text: a TTS trainer learns nothing from "
+    "(or is misled by) audio without its transcript.",
+}
+CLIP_CHECKS = tuple(CLIP_CHECK_DESCRIPTIONS)
 
 
 @dg.asset(
-    **episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(name, asset="clips", blocking=True) for name in CLIP_CHECKS],
+    **table_asset_kwargs(episode_asset_kwargs, CLIP_SCHEMA, CLIP_DESCRIPTIONS),
+    group_name=GROUP, kinds={"polars", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(name, asset="clips", blocking=True, description=description)
+                 for name, description in CLIP_CHECK_DESCRIPTIONS.items()],
 )
 def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: StorageResource,
           utterances: pl.DataFrame, stems: pl.DataFrame,
@@ -163,14 +192,13 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
         "sample_rate": cfg.sample_rate,
         "folder": dg.MetadataValue.path(str(target)),
         "dagster/row_count": df.height,
-        "dagster/column_schema": _schema_md(CLIP_SCHEMA),
     }
     if minutes.height:
         meta["kept_minutes_per_character"] = png_md(bar_png(
             dict(zip(minutes["character"], minutes["min"], strict=True)), "minutes",
             f"{episode}: kept clips"), "minutes")
     meta.update(_yield_metadata(df, f"{episode}: speech found, kept and rejected"))
-    yield dg.Output(df, metadata=meta)
+    yield dg.Output(df, metadata=round_metadata(meta))
     yield from clip_checks(df, cfg)
 
 
@@ -183,7 +211,7 @@ def _yield_metadata(clips_df: pl.DataFrame, title: str,
     found = float(table["found_min"].sum())
     return {
         "yield": dg.MetadataValue.md(_md_table(table, floats=2)),
-        "kept_share": round(float(table["kept_min"].sum()) / found, 3) if found else 0.0,
+        "kept_share": float(table["kept_min"].sum()) / found if found else 0.0,
         "yield_per_character": png_md(stacked_bar_png(yield_bars(table), "minutes", title),
                                       "yield"),
     }
@@ -213,10 +241,11 @@ def clip_checks(df: pl.DataFrame, cfg: ClipConfig) -> Iterator[dg.AssetCheckResu
                                                                   g.max_duration_s))
     yield dg.AssetCheckResult(
         check_name="clips_duration_bounds", passed=out_of_bounds.is_empty(),
-        metadata={"min_s": g.min_duration_s, "max_s": g.max_duration_s,
-                  "outside": out_of_bounds.height,
-                  "shortest_kept_s": float(kept["duration_s"].min() or 0.0) if kept.height else 0.0,
-                  "longest_kept_s": float(kept["duration_s"].max() or 0.0) if kept.height else 0.0})
+        metadata=round_metadata({
+            "min_s": g.min_duration_s, "max_s": g.max_duration_s,
+            "outside": out_of_bounds.height,
+            "shortest_kept_s": float(kept["duration_s"].min() or 0.0) if kept.height else 0.0,
+            "longest_kept_s": float(kept["duration_s"].max() or 0.0) if kept.height else 0.0}))
     missing = kept.filter(pl.col("audio_path").is_null())["id"].to_list()
     yield dg.AssetCheckResult(
         check_name="clips_audio_decodes", passed=not bad_files and not missing,
@@ -231,7 +260,8 @@ def clip_checks(df: pl.DataFrame, cfg: ClipConfig) -> Iterator[dg.AssetCheckResu
 # ------------------------------------------------------------------------- per series
 
 
-@dg.asset(**series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "scikit-learn"},
+@dg.asset(**table_asset_kwargs(series_asset_kwargs, EMOTION_TAGS_SCHEMA, EMOTION_TAGS_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb", "scikit-learn"},
           ins={"emotion_features": dg.AssetIn(partition_mapping=ALL_EPISODES)})
 def emotion_tags(context: dg.AssetExecutionContext, emotion_recognizer: EmotionRecognizer,
                  storage: StorageResource,
@@ -276,16 +306,27 @@ class SplitsConfig(dg.Config):
 
 def ledger_path(storage: StorageResource, series: str) -> Path:
     """Where a series' split ledger lives (delete it to deal every group afresh)."""
-    return storage.layout.home / "dataset" / series / "split_ledger.parquet"
+    folder = storage.layout.series_dir(storage.layout.home / "dataset", series)
+    return folder / "split_ledger.parquet"
 
 
-SPLIT_CHECKS = ("splits_no_clip_in_two_splits", "splits_no_group_spans_splits")
+# Blocking: a leak between splits makes the held-out scores measure memorisation.
+SPLIT_CHECK_DESCRIPTIONS = {
+    "splits_no_clip_in_two_splits": "No clip is listed twice: one clip in two splits would "
+    "leak training audio into validation or test.",
+    "splits_no_group_spans_splits": "No scene (or episode) group has clips in two splits: "
+    "lines of one scene share voice, room and mood, so a split scene leaks into the "
+    "held-out sets.",
+}
+SPLIT_CHECKS = tuple(SPLIT_CHECK_DESCRIPTIONS)
 
 
 @dg.asset(
-    **series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"},
+    **table_asset_kwargs(series_asset_kwargs, SPLIT_SCHEMA, SPLIT_DESCRIPTIONS),
+    group_name=GROUP, kinds={"polars", "duckdb"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},
-    check_specs=[dg.AssetCheckSpec(n, asset="dataset_splits", blocking=True) for n in SPLIT_CHECKS],
+    check_specs=[dg.AssetCheckSpec(n, asset="dataset_splits", blocking=True, description=d)
+                 for n, d in SPLIT_CHECK_DESCRIPTIONS.items()],
 )
 def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig,
                    storage: StorageResource, clips: pl.DataFrame) -> Iterator[Any]:
@@ -321,7 +362,6 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitsConfig,
         "holdout_moves": int((df["split_reason"] == "holdout").sum()) if df.height else 0,
         "per_character": dg.MetadataValue.md(_md_table(summary)),
         "dagster/row_count": df.height,
-        "dagster/column_schema": _schema_md(SPLIT_SCHEMA),
     })
     yield from split_checks(df)
 
@@ -345,10 +385,13 @@ class ExportsConfig(dg.Config):
 
 
 @dg.asset(
-    **series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "parquet"},
+    **table_asset_kwargs(series_asset_kwargs, EXPORT_SCHEMA, EXPORT_DESCRIPTIONS),
+    group_name=GROUP, kinds={"polars", "duckdb", "parquet"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},
-    check_specs=[dg.AssetCheckSpec("exports_match_splits", asset="dataset_exports",
-                                   blocking=True)],
+    check_specs=[dg.AssetCheckSpec(
+        "exports_match_splits", asset="dataset_exports", blocking=True,
+        description="The full exports (dataset, hf) hold exactly the split clips of 1-15 s: a "
+        "mismatch means a trainer would get other clips than the splits and cards describe.")],
 )
 def dataset_exports(context: dg.AssetExecutionContext, config: ExportsConfig,
                     storage: StorageResource, clips: pl.DataFrame, dataset_splits: pl.DataFrame,
@@ -375,7 +418,6 @@ def dataset_exports(context: dg.AssetExecutionContext, config: ExportsConfig,
         "formats": dg.MetadataValue.md(_md_table(per_format)),
         "root": dg.MetadataValue.path(str(storage.layout.exports)),
         "dagster/row_count": df.height,
-        "dagster/column_schema": _schema_md(EXPORT_SCHEMA),
     })
     in_splits = rows.filter(pl.col("split").is_not_null())
     full = df.filter(pl.col("format").is_in(["dataset", "hf"]))
@@ -387,7 +429,8 @@ def dataset_exports(context: dg.AssetExecutionContext, config: ExportsConfig,
                                         "mismatched": str(wrong) if wrong else "none"})
 
 
-@dg.asset(**series_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "markdown"},
+@dg.asset(**table_asset_kwargs(series_asset_kwargs, CARD_SCHEMA, CARD_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb", "markdown"},
           ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)})
 def dataset_cards(storage: StorageResource, clips: pl.DataFrame, dataset_splits: pl.DataFrame,
                   emotion_tags: pl.DataFrame) -> dg.Output[pl.DataFrame]:
@@ -407,7 +450,7 @@ def dataset_cards(storage: StorageResource, clips: pl.DataFrame, dataset_splits:
                 series, character, s_clips.filter(pl.col("character") == character),
                 s_rows.filter(pl.col("character") == character))
             series_cards.append((md, stats))
-        with atomic_dir(storage.layout.exports / series / "cards") as tmp:
+        with atomic_dir(storage.layout.series_dir(storage.layout.exports, series) / "cards") as tmp:
             for md, stats in series_cards:
                 write_text(tmp / f"{dirs[stats.character]}.md", md)
             write_text(tmp / "README.md",
@@ -428,4 +471,4 @@ def dataset_cards(storage: StorageResource, clips: pl.DataFrame, dataset_splits:
                                             for _, s in cards]))
     meta.update(_yield_metadata(clips, "speech found, kept and rejected",
                                 ("series", "character")))
-    return dg.Output(df, metadata=meta)
+    return dg.Output(df, metadata=round_metadata(meta))

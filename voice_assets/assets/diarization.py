@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from voice_assets.assets.common import EPISODE_TABLE, png_md
+from voice_assets.assets.common import EPISODE_TABLE, png_md, round_metadata, table_metadata
 from voice_assets.assets.stems import episode_check, one_row
 from voice_assets.assets.voice_activity import interval_problems
 from voice_assets.instance_config import MODELS_POOL
@@ -29,13 +29,15 @@ MIN_SPEECH_S = 2.0
 @dg.multi_asset(
     outs={
         "diarization": dg.AssetOut(
-            metadata=EPISODE_TABLE,
+            metadata=table_metadata(dia.DIARIZATION_SCHEMA, dia.DIARIZATION_DESCRIPTIONS,
+                                    EPISODE_TABLE),
             kinds={"polars", "duckdb"},
             description="Speaker turns: start, end, episode-local "
             "speaker id, overlap flag, confidence.",
         ),
         "speaker_embeddings": dg.AssetOut(
-            metadata=EPISODE_TABLE,
+            metadata=table_metadata(dia.EMBEDDINGS_SCHEMA, dia.EMBEDDINGS_DESCRIPTIONS,
+                                    EPISODE_TABLE),
             kinds={"polars", "duckdb"},
             description="One L2-normalised centroid embedding "
             "per episode speaker, for cross-episode matching.",
@@ -78,11 +80,11 @@ def diarization(
         "model": result.model,
         "speakers": result.n_speakers,
         "turns": turns.height,
-        "overlap_s": round(overlap_s, 2),
+        "overlap_s": overlap_s,
         "speech_minutes_by_speaker": dg.MetadataValue.json(
-            {k: round(v / 60, 3) for k, v in per_speaker.items()}
+            {k: v / 60 for k, v in per_speaker.items()}
         ),
-        "mean_confidence": round(float(np.mean([t.confidence for t in result.turns])), 3)
+        "mean_confidence": float(np.mean([t.confidence for t in result.turns]))
         if result.turns
         else 0.0,
         "dagster/row_count": turns.height,
@@ -104,7 +106,7 @@ def diarization(
             ),
             "speech per speaker",
         )
-    yield dg.Output(turns, output_name="diarization", metadata=meta)
+    yield dg.Output(turns, output_name="diarization", metadata=round_metadata(meta))
     yield dg.Output(
         embeddings,
         output_name="speaker_embeddings",
@@ -128,7 +130,8 @@ def diarization_valid(
     diarization: pl.DataFrame, episode_audio: pl.DataFrame, voice_activity: pl.DataFrame
 ) -> dg.AssetCheckResult:
     """Turns have positive durations and lie inside the episode; no speaker has two rows
-    over the same time; and there are turns wherever voice activity found speech."""
+    over the same time; and there are turns wherever voice activity found speech. Every
+    utterance and clip takes its speaker and bounds from these turns."""
     duration = float(episode_audio["duration_s"][0]) if episode_audio.height else 0.0
     problems = interval_problems(diarization, duration, by="speaker")
     speech_s = (
@@ -139,12 +142,12 @@ def diarization_valid(
     missing = speech_s >= MIN_SPEECH_S and diarization.is_empty()
     return dg.AssetCheckResult(
         passed=not any(problems.values()) and not missing,
-        metadata={
+        metadata=round_metadata({
             **problems,
             "turns": diarization.height,
-            "speech_s": round(speech_s, 2),
+            "speech_s": speech_s,
             "empty_despite_speech": missing,
-        },
+        }),
     )
 
 
@@ -154,7 +157,8 @@ def diarization_valid(
 def speaker_embeddings_valid(
     speaker_embeddings: pl.DataFrame, diarization: pl.DataFrame
 ) -> dg.AssetCheckResult:
-    """One unit-length embedding per diarized speaker, all of the declared dimension."""
+    """One unit-length embedding per diarized speaker, all of the declared dimension: the
+    character map links speakers across episodes by cosine similarity of these vectors."""
     speakers = set(diarization["speaker"].unique().to_list()) if diarization.height else set()
     have = set(speaker_embeddings["speaker"].to_list()) if speaker_embeddings.height else set()
     bad_norm = 0

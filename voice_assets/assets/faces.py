@@ -8,14 +8,23 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs, model_asset_kwargs, png_md
+from voice_assets.assets.common import (
+    episode_asset_kwargs,
+    model_asset_kwargs,
+    png_md,
+    round_metadata,
+    table_asset_kwargs,
+)
 from voice_assets.assets.stems import one_row
 from voice_assets.atomic import write_bytes
 from voice_assets.errors import MediaError
 from voice_assets.faces import speaking as who
 from voice_assets.faces.episode import SamplingConfig, track_episode_faces
 from voice_assets.faces.tables import (
+    FACE_TRACK_DESCRIPTIONS,
     FACE_TRACK_SCHEMA,
+    SPEAKING_DESCRIPTIONS,
+    SPEAKING_SCHEMA,
     activities,
     contact_sheet,
     speaking_table,
@@ -56,7 +65,8 @@ def _save_crops(storage: StorageResource, episode: str, tracks: list) -> dict[in
     return out
 
 
-@dg.asset(**model_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb", "opencv"})
+@dg.asset(**table_asset_kwargs(model_asset_kwargs, FACE_TRACK_SCHEMA, FACE_TRACK_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb", "opencv"})
 def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
                 face_detector: FaceDetectorResource, storage: StorageResource,
                 episode_media: pl.DataFrame, voice_activity: pl.DataFrame
@@ -90,8 +100,8 @@ def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
         "shots": len(result.shot_starts),
         "frames_read": result.frames,
         "detector_passes": result.detector_passes,
-        "seconds": round(result.seconds, 2),
-        "rtf": round(result.seconds / duration, 4) if duration else 0.0,
+        "seconds": result.seconds,
+        "rtf": result.seconds / duration if duration else 0.0,
         "skipped": result.skipped or "",
         "dagster/row_count": df.height,
     }
@@ -99,10 +109,11 @@ def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
                            for tr in result.tracks if tr.crops()][:48])
     if sheet:
         meta["contact_sheet"] = png_md(sheet, "face tracks")
-    return dg.Output(df, metadata=meta)
+    return dg.Output(df, metadata=round_metadata(meta))
 
 
-@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**table_asset_kwargs(episode_asset_kwargs, SPEAKING_SCHEMA, SPEAKING_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb"})
 def speaking_faces(context: dg.AssetExecutionContext, face_tracks: pl.DataFrame,
                    diarization: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """For each diarized turn, the on-screen face whose mouth follows the voice (score,
@@ -117,7 +128,7 @@ def speaking_faces(context: dg.AssetExecutionContext, face_tracks: pl.DataFrame,
     meta: dict[str, Any] = {
         "turns": df.height,
         "turns_with_speaking_face": speaking.height,
-        "share_with_speaking_face": round(speaking.height / df.height, 3) if df.height else 0.0,
+        "share_with_speaking_face": speaking.height / df.height if df.height else 0.0,
         "reasons": dg.MetadataValue.json(dict(reasons.iter_rows())),
         "dagster/row_count": df.height,
     }
@@ -133,7 +144,7 @@ def speaking_faces(context: dg.AssetExecutionContext, face_tracks: pl.DataFrame,
         meta["on_screen_vs_speaking"] = png_md(
             timeline_png(spans, end, title=f"{key}: faces on screen and voices"),
             "faces on screen against voices")
-    return dg.Output(df, metadata=meta)
+    return dg.Output(df, metadata=round_metadata(meta))
 
 
 __all__ = ["face_tracks", "speaking_faces"]

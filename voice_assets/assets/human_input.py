@@ -8,6 +8,10 @@ tags; ``speaker_names`` feeds ``character_map`` (names for whole voices, merges 
 
 import dagster as dg
 
+from voice_assets.assets.common import table_metadata
+from voice_assets.review.corrections import CORRECTION_DESCRIPTIONS, CORRECTION_SCHEMA
+from voice_assets.review.names import NAMES_DESCRIPTIONS, NAMES_SCHEMA
+
 CORRECTIONS = dg.AssetKey("corrections")
 SPEAKER_NAMES = dg.AssetKey("speaker_names")
 
@@ -17,6 +21,7 @@ corrections = dg.AssetSpec(
     kinds={"labelstudio", "duckdb"},
     description="Per-turn corrections people make in Label Studio's utterance review "
     "(speaker, character, transcript, emotion, flags, bounds): table voice_assets.corrections.",
+    metadata=table_metadata(CORRECTION_SCHEMA, CORRECTION_DESCRIPTIONS),
 )
 
 speaker_names = dg.AssetSpec(
@@ -26,4 +31,5 @@ speaker_names = dg.AssetSpec(
     description="Names people give to diarized speakers in Label Studio's speaker naming, "
     "with their scope (the whole series voice, or only that speaker): table "
     "voice_assets.speaker_names. They outrank every automatic source in the character map.",
+    metadata=table_metadata(NAMES_SCHEMA, NAMES_DESCRIPTIONS),
 )

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import review_asset_kwargs
+from voice_assets.assets.common import review_asset_kwargs, table_asset_kwargs
 from voice_assets.characters.cast import load_cast
 from voice_assets.characters.store import load_maps
 from voice_assets.errors import MediaError
@@ -17,6 +17,8 @@ from voice_assets.resources.label_studio import LabelStudioResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.review import names
 from voice_assets.review.tasks import (
+    REVIEW_TASKS_DESCRIPTIONS,
+    REVIEW_TASKS_SCHEMA,
     SPEAKER_NAMING,
     UTTERANCE_REVIEW,
     build_speaker_tasks,
@@ -25,23 +27,6 @@ from voice_assets.review.tasks import (
     series_of,
     write_task_audio,
 )
-
-REVIEW_TASKS_SCHEMA = {
-    "episode": pl.Utf8,
-    "kind": pl.Utf8,
-    "task_key": pl.Utf8,
-    "task_id": pl.Int64,
-    "project_id": pl.Int64,
-    "priority": pl.Float64,
-    "score": pl.Float64,
-    "start": pl.Float64,
-    "end": pl.Float64,
-    "n_turns": pl.Int64,
-    "speaker": pl.Utf8,
-    "predicted_name": pl.Utf8,
-    "audio_path": pl.Utf8,
-    "model_version": pl.Utf8,
-}
 
 
 class ReviewTasksConfig(dg.Config):
@@ -101,7 +86,7 @@ def _face_urls(speaking: pl.DataFrame, tracks: pl.DataFrame, document_root: Path
     group_name="review",
     kinds={"labelstudio", "duckdb"},
     deps=["speaker_embeddings"],
-    **review_asset_kwargs,
+    **table_asset_kwargs(review_asset_kwargs, REVIEW_TASKS_SCHEMA, REVIEW_TASKS_DESCRIPTIONS),
 )
 def review_tasks(
     context: dg.AssetExecutionContext,

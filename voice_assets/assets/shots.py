@@ -5,20 +5,17 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from voice_assets.assets.common import episode_asset_kwargs
+from voice_assets.assets.common import episode_asset_kwargs, round_metadata, table_asset_kwargs
 from voice_assets.assets.stems import one_row
 from voice_assets.errors import MediaError
-from voice_assets.media.shots import detect_shots
+from voice_assets.media.shots import SHOT_DESCRIPTIONS, SHOT_SCHEMA, detect_shots
 from voice_assets.progress import logging_progress
 
 GROUP = "video"
 
-SHOT_SCHEMA: dict[str, pl.DataType] = {
-    "episode": pl.Utf8(), "shot": pl.Int64(), "start": pl.Float64(), "end": pl.Float64(),
-}
 
-
-@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**table_asset_kwargs(episode_asset_kwargs, SHOT_SCHEMA, SHOT_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb"})
 def shots(context: dg.AssetExecutionContext, episode_media: pl.DataFrame
           ) -> dg.Output[pl.DataFrame]:
     """One row per shot (hard cut to hard cut) of the episode's video, by PySceneDetect.
@@ -41,10 +38,10 @@ def shots(context: dg.AssetExecutionContext, episode_media: pl.DataFrame
                        "start": [s for s, _ in result.shots], "end": [e for _, e in result.shots]},
                       schema=SHOT_SCHEMA)
     lengths = df["end"] - df["start"]
-    return dg.Output(df, metadata={
+    return dg.Output(df, metadata=round_metadata({
         "shots": df.height, "detector": result.detector,
-        "median_shot_s": round(float(lengths.median() or 0.0), 2),
-        "seconds": round(result.seconds, 2),
-        "rtf": round(result.seconds / result.duration_s, 4) if result.duration_s else 0.0,
+        "median_shot_s": float(lengths.median() or 0.0),
+        "seconds": result.seconds,
+        "rtf": result.seconds / result.duration_s if result.duration_s else 0.0,
         "dagster/row_count": df.height,
-    })
+    }))

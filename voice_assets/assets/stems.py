@@ -8,7 +8,12 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
-from voice_assets.assets.common import model_asset_kwargs, png_md
+from voice_assets.assets.common import (
+    model_asset_kwargs,
+    png_md,
+    round_metadata,
+    table_asset_kwargs,
+)
 from voice_assets.errors import MediaError
 from voice_assets.partitions import episodes
 from voice_assets.plots import spectrogram_png
@@ -16,7 +21,12 @@ from voice_assets.progress import logging_progress
 from voice_assets.resources.separator import SeparatorResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.speech.audio_io import read_mono
-from voice_assets.speech.separation import separate_file, stems_table
+from voice_assets.speech.separation import (
+    STEMS_DESCRIPTIONS,
+    STEMS_SCHEMA,
+    separate_file,
+    stems_table,
+)
 
 GROUP = "speech"
 PREVIEW_RATE = 8000  # spectrogram pictures: 4 kHz of bandwidth is plenty to see speech
@@ -41,7 +51,8 @@ def one_row(df: pl.DataFrame, table: str, episode: str) -> dict:
     return df.row(0, named=True)
 
 
-@dg.asset(**model_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(**table_asset_kwargs(model_asset_kwargs, STEMS_SCHEMA, STEMS_DESCRIPTIONS),
+          group_name=GROUP, kinds={"polars", "duckdb"})
 def stems(
     context: dg.AssetExecutionContext,
     episode_audio: pl.DataFrame,
@@ -78,18 +89,18 @@ def stems(
     )
     return dg.Output(
         df,
-        metadata={
+        metadata=round_metadata({
             "backend": result.backend,
             "model": result.model,
             "device": getattr(sep, "device", "cpu"),
-            "duration_s": round(result.duration_s, 3),
+            "duration_s": result.duration_s,
             "vocals_lufs": result.vocals_lufs,
             "background_lufs": result.background_lufs,
             "vocals_wav": dg.MetadataValue.path(str(result.vocals_path)),
             "background_wav": dg.MetadataValue.path(str(result.background_path)),
             **pictures,
             "dagster/row_count": df.height,
-        },
+        }),
     )
 
 
@@ -118,9 +129,9 @@ def stems_match_audio(stems: pl.DataFrame, episode_audio: pl.DataFrame) -> dg.As
             problems.append(f"{col}: {lengths[col]:.3f} s vs audio {duration:.3f} s")
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={
+        metadata=round_metadata({
             "audio_s": duration,
             **{f"{k.removesuffix('_path')}_s": v for k, v in lengths.items()},
             "problems": "; ".join(problems) or "none",
-        },
+        }),
     )

@@ -7,7 +7,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from voice_assets.assets.common import episode_asset_kwargs, model_asset_kwargs, png_md
+from voice_assets.assets.common import (
+    episode_asset_kwargs,
+    model_asset_kwargs,
+    png_md,
+    round_metadata,
+    table_asset_kwargs,
+)
 from voice_assets.errors import MediaError
 from voice_assets.plots import bar_png
 from voice_assets.progress import logging_progress
@@ -18,6 +24,8 @@ from voice_assets.speech import asr as asr_mod
 # Below this much detected speech an empty transcript is plausible (a silent test episode).
 MIN_SPEECH_S = 5.0
 TIME_TOLERANCE_S = 0.05
+# A subtitle time-map scale differs from 1 in its 4th-6th decimal (a frame-rate ratio).
+TIME_MAP_PRECISION = {"time_map_scale": 6}
 
 
 def vocals_path(stems: pl.DataFrame, episode: str) -> str:
@@ -47,11 +55,20 @@ def time_problems(df: pl.DataFrame, duration: float) -> dict[str, int]:
 
 
 @dg.asset(
-    **model_asset_kwargs,
+    **table_asset_kwargs(model_asset_kwargs, asr_mod.TRANSCRIPT_SCHEMA,
+                         asr_mod.TRANSCRIPT_DESCRIPTIONS),
     group_name="speech",
+    kinds={"polars", "duckdb"},
     check_specs=[
-        dg.AssetCheckSpec("transcript_not_empty_where_speech", asset="transcript"),
-        dg.AssetCheckSpec("transcript_times_valid", asset="transcript"),
+        dg.AssetCheckSpec(
+            "transcript_not_empty_where_speech", asset="transcript",
+            description=f"With at least {MIN_SPEECH_S:g} s of detected speech the transcript "
+            "has words: an empty one means ASR failed, and aligned text and utterances would "
+            "be missing."),
+        dg.AssetCheckSpec(
+            "transcript_times_valid", asset="transcript",
+            description="No segment or word ends before it starts or lies outside the audio, "
+            "and every word lies inside its segment: alignment trusts these times."),
     ],
 )
 def transcript(context: dg.AssetExecutionContext, asr: ASRResource, stems: pl.DataFrame,
@@ -67,19 +84,19 @@ def transcript(context: dg.AssetExecutionContext, asr: ASRResource, stems: pl.Da
     df = asr_mod.transcript_frame(episode, result)
     speech_s = float(sum(e - s for s, e in regions))
     n_words = int(sum(len(s.words) for s in result.segments))
-    yield dg.Output(df, metadata={
+    yield dg.Output(df, metadata=round_metadata({
         "segments": len(df), "words": n_words, "language": result.language,
-        "language_probability": round(result.language_probability, 3),
+        "language_probability": result.language_probability,
         "redecoded_chunks": result.redecoded_chunks,
-        "model": result.model, "backend": asr.backend, "speech_s": round(speech_s, 2),
-        "duration_s": round(duration, 2),
-        "mean_word_score": round(float(np.mean([w.score for w in result.words])), 3)
+        "model": result.model, "backend": asr.backend, "speech_s": speech_s,
+        "duration_s": duration,
+        "mean_word_score": float(np.mean([w.score for w in result.words]))
         if n_words else 0.0,
-    })
+    }))
     yield dg.AssetCheckResult(
         check_name="transcript_not_empty_where_speech",
         passed=bool(speech_s < MIN_SPEECH_S or n_words > 0),
-        metadata={"speech_s": speech_s, "words": n_words},
+        metadata=round_metadata({"speech_s": speech_s, "words": n_words}),
     )
     problems = time_problems(df, duration)
     yield dg.AssetCheckResult(check_name="transcript_times_valid",
@@ -87,13 +104,21 @@ def transcript(context: dg.AssetExecutionContext, asr: ASRResource, stems: pl.Da
 
 
 @dg.asset(
-    **episode_asset_kwargs,
+    **table_asset_kwargs(episode_asset_kwargs, align_mod.ALIGNED_SCHEMA,
+                         align_mod.ALIGNED_DESCRIPTIONS),
     group_name="speech",
+    kinds={"polars", "duckdb"},
     check_specs=[
         dg.AssetCheckSpec("subtitle_drift", asset="aligned_transcript",
                           description="Median |aligned start - subtitle start| of dialogue "
-                                      "lines is below the configured threshold."),
-        dg.AssetCheckSpec("aligned_times_valid", asset="aligned_transcript"),
+                                      "lines is below the configured threshold; a larger "
+                                      "drift suggests subtitles made for another cut of the "
+                                      "episode (lines are re-timed, but check the file)."),
+        dg.AssetCheckSpec(
+            "aligned_times_valid", asset="aligned_transcript",
+            description="No line or word ends before it starts or lies outside the audio, "
+            "and every word lies inside its line: utterances and clips are cut at these "
+            "times."),
     ],
 )
 def aligned_transcript(context: dg.AssetExecutionContext, alignment: AlignmentResource,
@@ -127,24 +152,25 @@ def aligned_transcript(context: dg.AssetExecutionContext, alignment: AlignmentRe
         "lines": len(df), "text_source": "subtitle" if lines else "asr",
         **{f"kind_{k}": v for k, v in sorted(kinds.items())},
         "refiner": result.refiner, "refined_lines": result.refined_lines,
-        "token_match_rate": round(result.match_rate, 3),
-        "time_map_scale": round(result.time_map.scale, 6),
-        "time_map_offset_s": round(result.time_map.offset, 3),
+        "token_match_rate": result.match_rate,
+        "time_map_scale": result.time_map.scale,
+        "time_map_offset_s": result.time_map.offset,
         "time_map_anchors": result.time_map.anchors,
-        **{k: round(v, 3) if isinstance(v, float) else v for k, v in drift.items()},
+        **drift,
     }
     if kinds:
         meta["kinds"] = png_md(bar_png({k: float(v) for k, v in kinds.items()}, "lines",
                                        "aligned lines by kind"), "kinds")
-    yield dg.Output(df, metadata=meta)
+    yield dg.Output(df, metadata=round_metadata(meta, precise=TIME_MAP_PRECISION))
     threshold = alignment.max_median_drift_s
     yield dg.AssetCheckResult(
         check_name="subtitle_drift",
         passed=bool(drift["median_abs_drift_s"] <= threshold),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={**drift, "threshold_s": threshold,
-                  "time_map_offset_s": result.time_map.offset,
-                  "time_map_scale": result.time_map.scale},
+        metadata=round_metadata({**drift, "threshold_s": threshold,
+                                 "time_map_offset_s": result.time_map.offset,
+                                 "time_map_scale": result.time_map.scale},
+                                precise=TIME_MAP_PRECISION),
         description=None if drift["median_abs_drift_s"] <= threshold else (
             f"subtitles are off by {drift['median_drift_s']:+.2f} s (median) relative to the "
             f"speech; lines were re-timed, but the subtitle file may belong to another cut"),

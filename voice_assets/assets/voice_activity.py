@@ -7,7 +7,12 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from voice_assets.assets.common import episode_asset_kwargs, png_md
+from voice_assets.assets.common import (
+    episode_asset_kwargs,
+    png_md,
+    round_metadata,
+    table_asset_kwargs,
+)
 from voice_assets.assets.stems import episode_check, one_row
 from voice_assets.plots import timeline_png
 from voice_assets.progress import logging_progress
@@ -50,7 +55,11 @@ class VoiceActivityConfig(dg.Config):
         )
 
 
-@dg.asset(**episode_asset_kwargs, group_name=GROUP, kinds={"polars", "duckdb"})
+@dg.asset(
+    **table_asset_kwargs(episode_asset_kwargs, vad.REGIONS_SCHEMA, vad.REGIONS_DESCRIPTIONS),
+    group_name=GROUP,
+    kinds={"polars", "duckdb"},
+)
 def voice_activity(
     context: dg.AssetExecutionContext, config: VoiceActivityConfig, stems: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
@@ -69,13 +78,13 @@ def voice_activity(
     lengths = regions.ends - regions.starts
     return dg.Output(
         df,
-        metadata={
+        metadata=round_metadata({
             "regions": len(regions),
-            "speech_s": round(regions.speech_s, 2),
-            "speech_minutes": round(regions.speech_s / 60, 2),
-            "speech_ratio": round(regions.speech_ratio, 4),
-            "duration_s": round(regions.duration_s, 3),
-            "median_region_s": round(float(np.median(lengths)), 2) if len(regions) else 0.0,
+            "speech_s": regions.speech_s,
+            "speech_minutes": regions.speech_s / 60,
+            "speech_ratio": regions.speech_ratio,
+            "duration_s": regions.duration_s,
+            "median_region_s": float(np.median(lengths)) if len(regions) else 0.0,
             "timeline": png_md(
                 timeline_png(
                     [
@@ -88,7 +97,7 @@ def voice_activity(
                 "voice activity",
             ),
             "dagster/row_count": df.height,
-        },
+        }),
     )
 
 
@@ -122,7 +131,8 @@ def voice_activity_valid(
     voice_activity: pl.DataFrame, episode_audio: pl.DataFrame, stems: pl.DataFrame
 ) -> dg.AssetCheckResult:
     """Regions have positive durations, lie inside the episode and do not overlap; and a
-    clearly audible vocal stem has at least one region."""
+    clearly audible vocal stem has at least one region. Diarization and ASR only look inside
+    these regions, so speech missed here is lost to the dataset."""
     duration = float(episode_audio["duration_s"][0]) if episode_audio.height else 0.0
     problems = interval_problems(voice_activity, duration)
     lufs = stems["vocals_lufs"][0] if stems.height else None
@@ -130,10 +140,10 @@ def voice_activity_valid(
     empty_but_audible = bool(audible and voice_activity.is_empty())
     return dg.AssetCheckResult(
         passed=not any(problems.values()) and not empty_but_audible,
-        metadata={
+        metadata=round_metadata({
             **problems,
             "regions": voice_activity.height,
             "vocals_lufs": lufs,
             "empty_but_audible": empty_but_audible,
-        },
+        }),
     )

@@ -36,6 +36,7 @@ from voice_assets.characters.voices import (
     SpeakerVoice,
     link_episode,
 )
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 
 MAP_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.Utf8(),
@@ -56,6 +57,28 @@ MAP_SCHEMA: dict[str, pl.DataType] = {
     "face_turns": pl.List(pl.Struct({"start": pl.Float64, "end": pl.Float64,
                                      "character": pl.Utf8})),
 }
+MAP_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "speaker": "Episode-local diarization speaker.",
+    "character": "Series character the speaker is: a name, voice-NN (an unnamed series voice) "
+    "or background.",
+    "voice": "Series voice of the ledger the speaker is linked to (null: background).",
+    "confidence": "Confidence of the character (0-1).",
+    "source": "Why this character: human, human-voice, subtitles, faces, reference, voice-id "
+    "or background.",
+    "speech_s": "Seconds of the speaker's speech in the episode.",
+    "n_turns": "Diarization turns of the speaker.",
+    "voice_similarity": "Cosine similarity of the speaker to its series voice (null: none).",
+    "runner_up_similarity": "Cosine similarity to the next-closest series voice.",
+    "link": "How the speaker joined the ledger: linked (an earlier episode's voice), kept "
+    "(a re-run), new or background.",
+    "subtitle_votes": "JSON: subtitle name -> seconds of the speaker's speech under lines with "
+    "that name.",
+    "evidence": "JSON: the evidence behind the character (human names, references, faces).",
+    "face_turns": "Turns of a voice two named faces speak (a voice twin), each named by its "
+    "face: start, end, character.",
+}
 FACE_TURN_SOURCE = "faces-turn"
 FACE_TURN_MIN_COVER = 0.5  # share of a row a face turn must cover to name it
 
@@ -73,6 +96,30 @@ REGISTRY_SCHEMA: dict[str, pl.DataType] = {
     "prototype": pl.List(pl.Float32()),
     "prototype_speakers": pl.Int64(),
     "reference_clips": pl.List(pl.Utf8()),
+}
+# The character_registry table as stored: the registry plus the face crops that speak for
+# each character (from the face clusters, added by the asset).
+REGISTRY_TABLE_SCHEMA: dict[str, pl.DataType] = {
+    **REGISTRY_SCHEMA, "face_crops": pl.List(pl.Utf8()),
+}
+REGISTRY_DESCRIPTIONS: dict[str, str] = {
+    "series": SERIES_COLUMN,
+    "character": "Character: a cast name, a name people or subtitles gave, voice-NN or "
+    "background.",
+    "kind": "'cast' (declared in characters.yaml), 'named', 'voice' (unnamed) or "
+    "'background'.",
+    "aliases": "Other names of the character in characters.yaml.",
+    "voices": "Series voices of the ledger mapped to the character.",
+    "episodes": "Episodes the character speaks in.",
+    "speakers": "Episode speakers mapped to the character.",
+    "speech_minutes": "Minutes of speech over every episode.",
+    "mean_confidence": "Mean confidence of its speakers' mapping (0-1).",
+    "sources": "Sources of its speakers' names with counts, e.g. 'subtitles x3'.",
+    "prototype": "Voice prototype: speech-weighted centroid of its confident speakers' "
+    "embeddings (null: none).",
+    "prototype_speakers": "Speaker embeddings averaged into the prototype.",
+    "reference_clips": "Reference clips of the character in characters.yaml.",
+    "face_crops": "Face crops (up to 4) of the face clusters that speak for the character.",
 }
 
 

@@ -36,6 +36,19 @@ CARD_SCHEMA: dict[str, pl.DataType] = {
     "validation_minutes": pl.Float64(), "test_minutes": pl.Float64(),
     "target_status": pl.Utf8(), "card_md": pl.Utf8(),
 }
+CARD_DESCRIPTIONS: dict[str, str] = {
+    "series": "Series slug.",
+    "character": "Character the card describes.",
+    "minutes": "Minutes of kept clips in a split (the dataset's size for the character).",
+    "clips": "Kept clips in a split.",
+    "episodes": "Episodes those clips come from.",
+    "rejected": "Clips rejected by the quality gates.",
+    "train_minutes": "Minutes in the train split.",
+    "validation_minutes": "Minutes in the validation split.",
+    "test_minutes": "Minutes in the test split.",
+    "target_status": "Minutes against the 20-30 minute target (below, within or above).",
+    "card_md": "The card as markdown (also written as exports/<series>/cards/<character>.md).",
+}
 
 
 def target_status(minutes: float, target: tuple[float, float] = TARGET_MINUTES) -> str:

@@ -32,6 +32,7 @@ from voice_assets.dataset.quality import (
     residual_music_score,
     wada_snr,
 )
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.fusion import word_is_overlapped
@@ -75,6 +76,49 @@ CLIP_SCHEMA: dict[str, pl.DataType] = {
     "residual_music": pl.Float64(), "background_rel_db": pl.Float64(),
     "keep": pl.Boolean(), "reject_reason": pl.Utf8(), "reject_reasons": pl.List(pl.Utf8()),
     "fingerprint": pl.List(pl.Int64()),
+}
+CLIP_DESCRIPTIONS: dict[str, str] = {
+    "id": "Clip id `<episode>_<start_ms:08d>` (a long utterance cut in pieces gives several).",
+    "utterance_id": "The utterance the clip was cut from (utterances.id).",
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "speaker": "Diarization speaker of the utterance.",
+    "character": "Who the clip belongs to: the series character, else `<episode>:<speaker>`.",
+    "character_source": "Why this character (the utterance's source; 'speaker' when the map "
+    "left it open).",
+    "start": "Start of the utterance (or piece), seconds.",
+    "end": "End of the utterance (or piece), seconds.",
+    "clip_start": "Start of the audio actually cut, after padding and silence trimming, "
+    "seconds.",
+    "clip_end": "End of the audio actually cut, seconds.",
+    "duration_s": "Length of the clip audio, seconds.",
+    "text": "Transcript of the clip.",
+    "language": "Language of the transcript.",
+    "text_source": "'subtitle', 'asr' or 'none'.",
+    "overlap": "True when another voice is heard in the clip (rejected by default).",
+    "overlap_s": "Seconds of the clip in which another voice is heard.",
+    "overlap_cut_s": "Seconds cut off the turn to keep its longest run of words nobody "
+    "speaks over.",
+    "scene": "Scene id `<episode>:scene_<start_ms>` from pauses and shot cuts; splits deal "
+    "whole scenes.",
+    "audio_path": "The clip's WAV: mono, sample_rate, loudness-normalised (null: silent).",
+    "sample_rate": "Sample rate of the clip's WAV, Hz.",
+    "source_lufs": "Loudness of the clip before normalisation, LUFS.",
+    "loudness_lufs": "Loudness of the clip's WAV after normalisation, LUFS.",
+    "peak_dbfs": "Peak level of the clip's WAV, dBFS.",
+    "clipping_ratio": "Share of the original samples on flat tops at the peak (clipped audio).",
+    "snr_db": "Blind signal-to-noise ratio (WADA-SNR), dB.",
+    "bandwidth_hz": "Upper edge of the clip's long-term spectrum, Hz (low: telephone or "
+    "low-bitrate source).",
+    "residual_music": "Share of energy in persistent tonal lines off the voice's harmonics: "
+    "music left by separation.",
+    "background_rel_db": "Level of the background stem under the clip relative to the clip, "
+    "dB.",
+    "keep": "Whether the clip passes every quality gate and goes into the dataset.",
+    "reject_reason": "First gate the clip fails (null: kept).",
+    "reject_reasons": "Every gate the clip fails.",
+    "fingerprint": "Audio fingerprint (32 bits per 11.6 ms frame) that finds repeated audio "
+    "(recaps, previews, songs).",
 }
 
 

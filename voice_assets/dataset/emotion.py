@@ -31,9 +31,11 @@ from voice_assets.dataset.prosody import (
     ANALYSIS_SR,
     CLASSIFIER_FEATURES,
     FEATURE_NAMES,
+    PROSODY_DESCRIPTIONS,
     prosody_features,
     resample,
 )
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.progress import Progress, silent
 from voice_assets.review.corrections import apply_corrections
 
@@ -222,6 +224,24 @@ FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "model_emotion": pl.Utf8(), "model_confidence": pl.Float64(), "model_name": pl.Utf8(),
     **{d: pl.Float64() for d in DIMENSIONS}, "dimensional_model": pl.Utf8(),
 }
+FEATURES_DESCRIPTIONS: dict[str, str] = {
+    "id": "Utterance id (utterances.id).",
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "start": "Start of the utterance, seconds.",
+    "end": "End of the utterance, seconds.",
+    "speaker": "Diarization speaker of the utterance.",
+    "character": "Series character of the utterance, else `<episode>:<speaker>`.",
+    **PROSODY_DESCRIPTIONS,
+    "model_emotion": "Emotion from the categorical emotion model (null: no model, or "
+    "inaudible).",
+    "model_confidence": "The categorical model's confidence in model_emotion (0-1).",
+    "model_name": "Categorical emotion model.",
+    "arousal": "Arousal from the dimensional emotion model (null: no model).",
+    "valence": "Valence from the dimensional emotion model (null: no model).",
+    "dominance": "Dominance from the dimensional emotion model (null: no model).",
+    "dimensional_model": "Dimensional emotion model.",
+}
 
 
 def utterance_features(utterances: pl.DataFrame, vocals_path: str | Path,
@@ -367,6 +387,16 @@ EMOTION_TAG_COLUMNS: dict[str, pl.DataType] = {
     "emotion": pl.Utf8(), "emotion_confidence": pl.Float64(), "emotion_source": pl.Utf8(),
     "emotion_reason": pl.Utf8(),
 }
+EMOTION_TAG_DESCRIPTIONS: dict[str, str] = {
+    "emotion": "Final emotion: a person's label, else the model's, else the series prosody "
+    "classifier's (null: none, see emotion_reason).",
+    "emotion_confidence": "Confidence of the emotion (1 for a person's label).",
+    "emotion_source": "'human', 'model:<name>' or 'prosody'.",
+    "emotion_reason": "Why the utterance has no emotion (null when it has one).",
+}
+# The emotion_tags table: the features plus the final tag.
+EMOTION_TAGS_SCHEMA: dict[str, pl.DataType] = {**FEATURES_SCHEMA, **EMOTION_TAG_COLUMNS}
+EMOTION_TAGS_DESCRIPTIONS: dict[str, str] = {**FEATURES_DESCRIPTIONS, **EMOTION_TAG_DESCRIPTIONS}
 
 
 def tag_emotions(features: pl.DataFrame, human_labels: pl.DataFrame | None = None,

@@ -36,6 +36,7 @@ import soundfile as sf
 from voice_assets.atomic import atomic_dir
 from voice_assets.dataset.prosody import resample
 from voice_assets.episode_keys import slug
+from voice_assets.paths import component
 from voice_assets.progress import Progress, silent
 
 FUSED_COLUMNS = ("id", "episode", "series", "character", "character_source", "speaker", "start",
@@ -78,6 +79,16 @@ EXPORT_SCHEMA: dict[str, pl.DataType] = {
     "series": pl.Utf8(), "format": pl.Utf8(), "character": pl.Utf8(), "split": pl.Utf8(),
     "n_clips": pl.Int64(), "minutes": pl.Float64(), "sample_rate": pl.Int64(),
     "path": pl.Utf8(),
+}
+EXPORT_DESCRIPTIONS: dict[str, str] = {
+    "series": "Series slug.",
+    "format": "Export format: " + ", ".join(FORMATS) + ".",
+    "character": "Character of the clips.",
+    "split": "Split of the clips (formats without held-out splits export train only).",
+    "n_clips": "Clips exported for this series, format, character and split.",
+    "minutes": "Minutes of audio in those clips.",
+    "sample_rate": "Sample rate of the exported audio, Hz.",
+    "path": "Folder of the export.",
 }
 
 
@@ -184,7 +195,7 @@ def export_series(rows: pl.DataFrame, root: str | Path, series: str,
     if missing:
         raise FileNotFoundError(f"{len(missing)} clip files are missing, e.g. {missing[0]}; "
                                 "re-materialize `clips` for their episodes")
-    root = Path(root) / series
+    root = Path(root) / component(series, "series")
     rows = rows.filter(pl.col("series") == series).sort("id")
     dirs = character_dirs(rows["character"].to_list())
     writers: dict[str, Callable[..., list[dict[str, Any]]]] = {

@@ -47,6 +47,25 @@ class ProsodyFeatures:
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(ProsodyFeatures.__dataclass_fields__)
+# What each feature measures, for the tables that store them (same names as the dataclass).
+PROSODY_DESCRIPTIONS: dict[str, str] = {
+    "duration_s": "Length of the utterance audio, seconds.",
+    "f0_mean_hz": "Mean pitch (F0) of voiced frames, Hz (NaN: no voiced frame).",
+    "f0_median_hz": "Median pitch (F0) of voiced frames, Hz.",
+    "f0_std_st": "Pitch variability, semitones (standard deviation, independent of register).",
+    "f0_range_st": "Pitch range, semitones (5th to 95th percentile).",
+    "f0_slope_st_s": "Overall pitch rise (+) or fall (-), semitones per second.",
+    "voiced_ratio": "Share of active frames that are voiced (0-1).",
+    "energy_db": "Mean RMS level of active frames, dBFS.",
+    "energy_std_db": "Loudness variability of active frames, dB (standard deviation).",
+    "energy_range_db": "Loudness range of active frames, dB (10th to 95th percentile).",
+    "speaking_rate": "Syllable nuclei per second of active speech.",
+    "words_per_s": "Words per second, from the transcript (NaN: no words).",
+    "spectral_centroid_hz": "Spectral centroid, Hz (brightness of the voice).",
+    "alpha_ratio_db": "Energy at 1-5 kHz against 50 Hz-1 kHz, dB: vocal effort (shouting "
+    "raises it).",
+    "pause_ratio": "Share of the utterance that is pause (0-1).",
+}
 # Features the emotion classifier uses (duration and transcript-based rate excluded: they depend
 # on segmentation and on whether a transcript exists rather than on how a line is spoken).
 CLASSIFIER_FEATURES: tuple[str, ...] = (

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from voice_assets.dataset.fingerprint import MAX_BER, find_duplicates
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 
 SPLITS = ("train", "validation", "test")
 
@@ -60,6 +61,18 @@ SPLIT_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Utf8(), "episode": pl.Utf8(), "series": pl.Utf8(), "character": pl.Utf8(),
     "group": pl.Utf8(), "split": pl.Utf8(), "split_reason": pl.Utf8(),
     "duplicate_of": pl.Utf8(), "duration_s": pl.Float64(),
+}
+SPLIT_DESCRIPTIONS: dict[str, str] = {
+    "id": "Clip id (clips.id).",
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "character": "Character the clip belongs to.",
+    "group": "Unit dealt to one split: the clip's scene (or episode), so no scene spans splits.",
+    "split": "'train', 'validation' or 'test' (null: a duplicate kept out of every split).",
+    "split_reason": "Why this split: hash, inherited, few_groups, holdout (moved to give a "
+    "character held-out material) or duplicate.",
+    "duplicate_of": "The clip whose audio this clip repeats (null: not a duplicate).",
+    "duration_s": "Length of the clip, seconds.",
 }
 # One row per clip ever dealt: its group and split then. A group keeps its split; a group seen
 # for the first time whose clips were dealt before (a scene whose first line moved after a

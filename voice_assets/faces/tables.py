@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.faces.speaking import SpeakingFace, TrackActivity
 from voice_assets.faces.tracks import FaceTrack
 
@@ -30,6 +31,25 @@ FACE_TRACK_SCHEMA: dict[str, pl.DataType] = {
     "mouth_t": pl.List(pl.Float64()),
     "mouth_activity": pl.List(pl.Float32()),
 }
+FACE_TRACK_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "track_id": "Id of the face track within the episode.",
+    "shot": "Index of the shot the track lies in (a track never crosses a cut).",
+    "start": "First time the face is seen, seconds.",
+    "end": "Last time the face is seen, seconds.",
+    "detections": "Detector hits the track is made of.",
+    "x0": "Left edge of the mean face box, source-video pixels.",
+    "y0": "Top edge of the mean face box, source-video pixels.",
+    "x1": "Right edge of the mean face box, source-video pixels.",
+    "y1": "Bottom edge of the mean face box, source-video pixels.",
+    "score": "Mean detector score of the track's detections.",
+    "backend": "Face detector backend.",
+    "embedding": "The backend's identity embedding of the face (empty: none).",
+    "appearance": "Colour histogram of the face (tells drawn characters apart).",
+    "crop_paths": "JPEG crops of the face, for review and the registry's contact sheets.",
+    "mouth_t": "Times of the mouth-activity samples, seconds.",
+    "mouth_activity": "How much the mouth moves at each time of mouth_t.",
+}
 
 SPEAKING_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.String(),
@@ -42,6 +62,19 @@ SPEAKING_SCHEMA: dict[str, pl.DataType] = {
     "runner_up_score": pl.Float32(),
     "on_screen": pl.Int32(),
     "reason": pl.String(),
+}
+SPEAKING_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "start": "Start of the diarized turn, seconds.",
+    "end": "End of the diarized turn, seconds.",
+    "speaker": "Diarization speaker of the turn.",
+    "track_id": "Face track whose mouth follows the voice (null: none, see reason).",
+    "score": "Mouth activity of the best face during the turn (0: the episode's quiet level, "
+    "1: its busy level).",
+    "runner_up": "Track id of the second-best face (null: none).",
+    "runner_up_score": "Mouth activity of the second-best face.",
+    "on_screen": "Face tracks with mouth samples during the turn.",
+    "reason": "'speaking', 'no_face', 'no_mouth_motion' or 'ambiguous' (too close to call).",
 }
 
 

@@ -13,10 +13,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
 
 CHUNK_S = 60.0  # progress is reported per chunk of video
+
+# The `shots` table: one row per shot of the episode's video.
+SHOT_SCHEMA: dict[str, pl.DataType] = {
+    "episode": pl.Utf8(), "shot": pl.Int64(), "start": pl.Float64(), "end": pl.Float64(),
+}
+SHOT_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "shot": "0-based index of the shot in the episode.",
+    "start": "Start of the shot (a hard cut, or the start of the video), seconds.",
+    "end": "End of the shot (the next hard cut, or the end of the video), seconds.",
+}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,13 @@ so timestamp lines are validated here first. One bad cue must not cost the episo
 lines: bad cues (malformed timestamps, cues ending before they start) are left out and listed
 in ``Subtitles.bad_cues``, each named by its line; a file where most cues are bad is an error
 that lists them, since it is more likely the wrong file or a broken export than a typo.
+
+A file that is recognisably subtitles but holds no dialogue cues (an empty file, an ASS header
+without events) is not an error: the episode goes on as if it had none. Rips that merge two
+tracks repeat cues; a cue with the same text as another whose time span contains it (an exact
+copy included) is collapsed into that one and listed in ``Subtitles.duplicates``. Cues that
+still share time with another are two lines on screen at once and are marked
+``overlaps_other``, both of them.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import codecs
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import charset_normalizer
@@ -45,6 +52,11 @@ _VTT_VOICE = re.compile(r"<v(?:\.[\w.-]+)*\s+([^>]+)>")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _SPEAKER = re.compile(r"^\s*([^\W\d][^:：\n.!?,;]{0,23}?)(?<!\d)\s*[:：]\s*(\S.*)$", re.DOTALL)
 _SPACES = re.compile(r"[ \t\u3000]+")
+_SSA_SECTION = re.compile(r"^\s*\[(script info|v4\+? styles|events)\]\s*$",
+                          re.IGNORECASE | re.MULTILINE)
+# Two cues that share less time than this are consecutive lines with a frame or two of timing
+# slop, not two lines on screen at once.
+CUE_OVERLAP_MIN_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class SubtitleLine:
     name: str | None
     style: str | None
     effect: str | None
+    overlaps_other: bool = False  # shares CUE_OVERLAP_MIN_S or more with another kept cue
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,8 @@ class Subtitles:
     lines: tuple[SubtitleLine, ...]
     skipped: int  # comments, vector drawings and events without text
     bad_cues: tuple[BadCue, ...] = ()
+    duplicates: tuple[BadCue, ...] = ()  # copies collapsed into a cue with the same text
+    past_end: tuple[BadCue, ...] = ()  # left out by drop_cues_past
 
 
 def decode_subtitle_bytes(
@@ -290,7 +305,7 @@ def parse_subtitles(path: str | Path, encoding: str | None = None) -> Subtitles:
             continue
         lines.append(
             SubtitleLine(
-                line=len(lines),
+                line=-1,  # numbered once duplicates are collapsed
                 start=start,
                 end=end,
                 text=body,
@@ -303,9 +318,92 @@ def parse_subtitles(path: str | Path, encoding: str | None = None) -> Subtitles:
         listed = "; ".join(b.describe() for b in bad)
         raise SubtitleError(path, f"{len(bad)} of {len(bad) + len(lines)} cues are broken "
                                   f"(is this the right file?): {listed}")
-    if not lines and not skipped:
+    if not lines and not skipped and not _has_header(fmt, text):
         raise SubtitleError(path, f"no subtitle events found in this {fmt} file")
-    return Subtitles(path, fmt, used, tuple(lines), skipped, tuple(bad))
+    kept, duplicates = _collapse_duplicates(lines)
+    return Subtitles(path, fmt, used, _numbered(kept), skipped, tuple(bad), duplicates)
+
+
+def drop_cues_past(subs: Subtitles, end_s: float) -> Subtitles:
+    """``subs`` without the cues that start after ``end_s`` (the episode's end), which are
+    listed in ``past_end``: subtitles made for a longer cut of the episode."""
+    late = [ln for ln in subs.lines if ln.start > end_s]
+    if not late:
+        return subs
+    why = f"starts past the episode's end (after {_fmt_time(end_s)})"
+    return replace(
+        subs,
+        lines=_numbered([ln for ln in subs.lines if ln.start <= end_s]),
+        past_end=subs.past_end + tuple(BadCue(_span(ln), ln.text, why) for ln in late),
+    )
+
+
+def _has_header(fmt: str, text: str) -> bool:
+    """Whether the text is recognisably a (cue-less) file of this format: an ASS/SSA section
+    header or the WEBVTT signature. SRT has no header, so words alone are not an SRT file."""
+    if fmt in {"ass", "ssa"}:
+        return bool(_SSA_SECTION.search(text))
+    return fmt == "vtt" and text.lstrip().startswith("WEBVTT")
+
+
+def _span(ln: SubtitleLine) -> str:
+    return f"{_fmt_time(ln.start)} --> {_fmt_time(ln.end)}"
+
+
+def _same_speaker(a: SubtitleLine, b: SubtitleLine) -> bool:
+    return a.name is None or b.name is None or a.name == b.name
+
+
+def _collapse_duplicates(
+    lines: list[SubtitleLine],
+) -> tuple[list[SubtitleLine], tuple[BadCue, ...]]:
+    """Lines without copies: a line goes when another with the same text, and no other
+    speaker, spans all of its time (the earlier of two exact copies stays). The line kept
+    takes the copy's name when it has none. Different speakers saying the same words at
+    once are two lines (marked as overlapping, not collapsed)."""
+    by_text: dict[str, list[int]] = {}
+    for i, ln in enumerate(lines):
+        by_text.setdefault(ln.text, []).append(i)
+    keeper: dict[int, int] = {}  # dropped index -> the index that covers it
+    for group in by_text.values():
+        for i in group:
+            a = lines[i]
+            for j in group:
+                b = lines[j]
+                if j == i or not (b.start <= a.start and a.end <= b.end) or \
+                        not _same_speaker(a, b):
+                    continue
+                if (b.start, b.end) != (a.start, a.end) or j < i:
+                    keeper[i] = j
+                    break
+    if not keeper:
+        return lines, ()
+    out = list(lines)
+    duplicates: list[BadCue] = []
+    for i, j in sorted(keeper.items()):
+        while j in keeper:  # a copy of a copy: the line that covers both
+            j = keeper[j]
+        if out[j].name is None and lines[i].name is not None:
+            out[j] = replace(out[j], name=lines[i].name)
+        duplicates.append(BadCue(_span(lines[i]), lines[i].text,
+                                 f"same text as the cue at {_span(lines[j])}"))
+    return [ln for i, ln in enumerate(out) if i not in keeper], tuple(duplicates)
+
+
+def _numbered(lines: list[SubtitleLine]) -> tuple[SubtitleLine, ...]:
+    """The lines numbered in order, each marked when it shares CUE_OVERLAP_MIN_S or more of
+    its time with another line."""
+    marked = [False] * len(lines)
+    order = sorted(range(len(lines)), key=lambda i: lines[i].start)
+    for pos, i in enumerate(order):
+        for j in order[pos + 1:]:
+            if lines[j].start >= lines[i].end:
+                break
+            shared = min(lines[i].end, lines[j].end) - lines[j].start
+            if shared >= CUE_OVERLAP_MIN_S - 1e-6:
+                marked[i] = marked[j] = True
+    return tuple(replace(ln, line=k, overlaps_other=m)
+                 for k, (ln, m) in enumerate(zip(lines, marked, strict=True)))
 
 
 def _where(text: str, exc: Exception) -> str:

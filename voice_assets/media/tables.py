@@ -10,9 +10,10 @@ from pathlib import Path
 
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.media.decode import DecodedAudio
 from voice_assets.media.probe import MediaInfo
-from voice_assets.media.subtitles import Subtitles
+from voice_assets.media.subtitles import CUE_OVERLAP_MIN_S, Subtitles
 
 EPISODE_MEDIA_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.String(),
@@ -34,6 +35,28 @@ EPISODE_MEDIA_SCHEMA: dict[str, pl.DataType] = {
     "source_channels": pl.Int64(),
     "n_audio_streams": pl.Int64(),
 }
+# What each column holds, shown beside it in the catalog (same keys as the schema).
+EPISODE_MEDIA_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "source_path": "The episode's media file in the inbox.",
+    "subtitle_path": "The sidecar subtitle file chosen for the episode (null: none).",
+    "content_hash": "Hash of the media file ('b2f:' whole file, 'b2s:' sampled); a new hash "
+    "re-runs the episode.",
+    "size_bytes": "Size of the media file, bytes.",
+    "duration_s": "Duration of the container, seconds.",
+    "container": "Container format as PyAV names it.",
+    "has_video": "Whether the file has a video stream (false: audio-only, no shots or faces).",
+    "width": "Video width, pixels (null without video).",
+    "height": "Video height, pixels (null without video).",
+    "fps": "Video frame rate, frames per second (null without video or rate).",
+    "audio_stream_index": "Index of the audio stream used, chosen by language preference.",
+    "audio_language": "Language tag of the chosen audio stream (null: untagged).",
+    "audio_codec": "Codec of the chosen audio stream.",
+    "source_sample_rate": "Sample rate of the chosen audio stream, Hz.",
+    "source_channels": "Channels of the chosen audio stream.",
+    "n_audio_streams": "Audio streams in the file.",
+}
 
 EPISODE_AUDIO_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.String(),
@@ -43,6 +66,17 @@ EPISODE_AUDIO_SCHEMA: dict[str, pl.DataType] = {
     "rms_dbfs": pl.Float64(),
     "silence_ratio": pl.Float64(),
     "loudness_lufs": pl.Float64(),
+}
+EPISODE_AUDIO_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "analysis_path": "16 kHz mono WAV of the chosen audio stream, for the analysis models.",
+    "dataset_path": "44.1 kHz mono WAV of the chosen audio stream on the container's timeline, "
+    "at dataset quality (stem separation reads it).",
+    "duration_s": "Duration of the decoded audio, seconds.",
+    "rms_dbfs": "Overall RMS level, dBFS (null for digital silence).",
+    "silence_ratio": "Share of the audio below the silence threshold (0-1).",
+    "loudness_lufs": "Integrated loudness (ITU-R BS.1770), LUFS (null when silent or shorter "
+    "than 0.4 s).",
 }
 
 EPISODE_SUBTITLES_SCHEMA: dict[str, pl.DataType] = {
@@ -55,6 +89,23 @@ EPISODE_SUBTITLES_SCHEMA: dict[str, pl.DataType] = {
     "style": pl.String(),
     "effect": pl.String(),
     "source_path": pl.String(),
+    "overlaps_other": pl.Boolean(),
+}
+EPISODE_SUBTITLES_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "line": "0-based index of the event among the kept events, in file order.",
+    "start": "Start time as the subtitle file gives it, seconds (aligned_transcript re-times "
+    "it to the speech).",
+    "end": "End time as the subtitle file gives it, seconds.",
+    "text": "Plain text of the line, formatting tags removed.",
+    "name": "Speaker name: the ASS Name field or an SRT/VTT speaker prefix (null: none).",
+    "style": "ASS/SSA style of the line (null for SRT/VTT).",
+    "effect": "ASS/SSA Effect field (null: none).",
+    "source_path": "The subtitle file the line comes from.",
+    "overlaps_other": f"Whether the line shares {CUE_OVERLAP_MIN_S:g} s or more of its time with "
+    "another line: two "
+    "lines on screen at once (a reply over a line, two speakers; signs too). Copies of a line "
+    "are collapsed into one before this is decided.",
 }
 
 
@@ -112,6 +163,7 @@ def subtitles_table(episode: str, subs: Subtitles | None) -> pl.DataFrame:
             "style": ln.style,
             "effect": ln.effect,
             "source_path": str(subs.path),
+            "overlaps_other": ln.overlaps_other,
         }
         for ln in subs.lines
     ]

@@ -7,13 +7,13 @@ name) or, when unset, from the 0600 file that ``voice-assets labelstudio up`` wr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from voice_assets.errors import ServiceUnavailableError
 from voice_assets.paths import Layout
 from voice_assets.review import server
 from voice_assets.review.client import ReviewClient
@@ -28,7 +28,7 @@ class LabelStudioResource(dg.ConfigurableResource):
     url: str | None = Field(
         default=None,
         description="Base URL. Default: $LABEL_STUDIO_URL, else the URL `voice-assets labelstudio "
-        "up` recorded for this home, else http://127.0.0.1:8080.",
+        "up` recorded for this home (kept after `down`); never a guessed default port.",
     )
     api_key: str | None = Field(
         default=None,
@@ -52,11 +52,14 @@ class LabelStudioResource(dg.ConfigurableResource):
             return self.url.rstrip("/")
         if os.environ.get(URL_ENV):
             return os.environ[URL_ENV].rstrip("/")
-        state = server.files(self.layout.home).state_file
-        try:
-            return str(json.loads(state.read_text())["url"]).rstrip("/")
-        except (OSError, ValueError, KeyError):
-            return f"http://{server.DEFAULT_HOST}:{server.DEFAULT_PORT}"
+        recorded = server.recorded_url(self.layout.home)
+        if recorded:
+            return recorded.rstrip("/")
+        raise ServiceUnavailableError(
+            f"no Label Studio server is known for {self.layout.home}: start one with "
+            "`voice-assets labelstudio up`, or point LABEL_STUDIO_URL (and "
+            f"{API_KEY_ENV}) at yours"
+        )
 
     def _token(self) -> str:
         if self.api_key:

@@ -9,11 +9,17 @@ so re-materializing after an upgrade does not need a manual migration.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
+
+from voice_assets.assets.common import declared_descriptions, table_schema
+from voice_assets.diskspace import as_disk_full
+from voice_assets.review.corrections import check_database
 
 
 def _quoted(name: str) -> str:
@@ -30,6 +36,19 @@ class PolarsTableHandler(DbTypeHandler[pl.DataFrame]):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection
     ) -> None:
+        try:
+            self._write(context, table_slice, obj, connection)
+        except duckdb.Error as exc:
+            database = connection.execute("select path from duckdb_databases() "
+                                          "where database_name = current_database()").fetchone()
+            full = as_disk_full(exc, database[0] if database and database[0] else ".")
+            if full is None:
+                raise
+            raise full from exc
+
+    def _write(
+        self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection
+    ) -> None:
         frame = _storable(obj)
         obj_arrow = frame.to_arrow()  # noqa: F841  (referenced by name in the SQL below)
         table = f"{_quoted(table_slice.schema)}.{_quoted(table_slice.table)}"
@@ -41,12 +60,12 @@ class PolarsTableHandler(DbTypeHandler[pl.DataFrame]):
                 connection.execute(f"alter table {table} add column {_quoted(name)} {dtype}")
         if not frame.is_empty():
             connection.execute(f"insert into {table} by name select * from obj_arrow")
+        # The columns as stored, described as the asset declares them (definition metadata).
+        described = declared_descriptions(context.definition_metadata)
         context.add_output_metadata(
             {
                 "row_count": frame.height,
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=n, type=str(t)) for n, t in frame.schema.items()]
-                ),
+                "dagster/column_schema": table_schema(frame.schema, described, strict=False),
             }
         )
 
@@ -64,7 +83,15 @@ class PolarsTableHandler(DbTypeHandler[pl.DataFrame]):
 
 
 class DuckDBTablesIOManager(DuckDBIOManager):
-    """Reads and writes polars DataFrames as DuckDB tables, one slice per episode partition."""
+    """Reads and writes polars DataFrames as DuckDB tables, one slice per episode partition.
+
+    A tables file that cannot be opened fails the run at once with what to do, instead of
+    after the client's ~100 s of connection retries meant for a briefly locked file."""
+
+    def create_io_manager(self, context):  # -> DbIOManager
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        check_database(self.database)
+        return super().create_io_manager(context)
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:

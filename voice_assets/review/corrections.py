@@ -25,7 +25,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from voice_assets.errors import VoiceAssetsError
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
+from voice_assets.errors import CorruptDatabaseError, VoiceAssetsError
 from voice_assets.review.tasks import (
     CLUSTER_NONE,
     CLUSTER_ONE,
@@ -51,6 +52,16 @@ SPEAKER_FIELDS = ("speaker_name", "speaker_cluster", "speaker_scope")
 REVIEW_FLAGS = "review_flags"
 CORRECTION_IDS = "correction_ids"
 
+# The columns apply_corrections adds to the utterances table, and what they hold.
+REVIEW_COLUMNS_SCHEMA: dict[str, pl.DataType] = {
+    REVIEW_FLAGS: pl.List(pl.Utf8()), CORRECTION_IDS: pl.List(pl.Utf8()),
+}
+REVIEW_COLUMNS_DESCRIPTIONS: dict[str, str] = {
+    REVIEW_FLAGS: "Flags people set on the turn in review (" + ", ".join(FLAG_CHOICES)
+    + "); they override the metrics in the clip gates.",
+    CORRECTION_IDS: "Corrections applied to the row (corrections.correction_id).",
+}
+
 CORRECTION_SCHEMA: dict[str, pl.DataType] = {
     "correction_id": pl.Utf8(),
     "batch_id": pl.Utf8(),
@@ -71,6 +82,27 @@ CORRECTION_SCHEMA: dict[str, pl.DataType] = {
     "field": pl.Utf8(),
     "old_value": pl.Utf8(),
     "new_value": pl.Utf8(),
+}
+CORRECTION_DESCRIPTIONS: dict[str, str] = {
+    "correction_id": "Id of the correction (annotation, its update time, target and field).",
+    "batch_id": "Id of the pull from Label Studio that recorded the row.",
+    "episode": EPISODE_COLUMN,
+    "series": SERIES_COLUMN,
+    "project_kind": f"Label Studio project: '{UTTERANCE_REVIEW}' or '{SPEAKER_NAMING}'.",
+    "task_id": "Label Studio's id of the task.",
+    "task_key": "Stable key of the task (review_tasks.task_key).",
+    "annotation_id": "Label Studio's id of the annotation.",
+    "annotator": "Who annotated.",
+    "annotated_at": "When the annotation was last updated (UTC).",
+    "recorded_at": "When the row was recorded here (UTC).",
+    "utterance_id": "Utterance the correction targets (null for speaker-level rows).",
+    "speaker": "Diarization speaker the correction targets.",
+    "start": "Start of the corrected turn, seconds (finds the turn again if ids move).",
+    "end": "End of the corrected turn, seconds.",
+    "spans": "JSON: the speaker's turn spans, for speaker-level rows.",
+    "field": "Field corrected (e.g. " + ", ".join(UTTERANCE_FIELDS[:4]) + ", speaker_name).",
+    "old_value": "Value before the correction.",
+    "new_value": "Value after the correction (the latest correction of a field wins).",
 }
 
 _DDL = """
@@ -108,6 +140,35 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text or "conflicting" in text or "being used by another" in text
 
 
+_CORRUPT_SIGNS = ("not a valid duckdb database", "could not read enough bytes",
+                  "corrupt", "checksum", "invalid", "unsupported version")
+
+
+def _is_corrupt(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return not _is_lock_error(exc) and any(sign in text for sign in _CORRUPT_SIGNS)
+
+
+def check_database(database: str | Path) -> None:
+    """Fail at once, naming the file and the fix, when the tables file cannot be opened (a
+    missing file is fine: it is created); a locked one is fine too (another run holds it)."""
+    path = Path(database)
+    if not path.exists():
+        return
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except (duckdb.IOException, duckdb.ConnectionException, duckdb.Error) as exc:
+        if _is_corrupt(exc):
+            raise CorruptDatabaseError(path, str(exc).splitlines()[0]) from exc
+        return
+    try:
+        con.execute("select count(*) from duckdb_tables()").fetchall()
+    except duckdb.Error as exc:
+        raise CorruptDatabaseError(path, str(exc).splitlines()[0]) from exc
+    finally:
+        con.close()
+
+
 @contextlib.contextmanager
 def connect(database: str | Path, wait_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-write connection; retries while another process holds the lock.
@@ -121,6 +182,8 @@ def connect(database: str | Path, wait_s: float = 10.0) -> Iterator[duckdb.DuckD
             con = duckdb.connect(str(database))
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if _is_corrupt(exc):
+                raise CorruptDatabaseError(database, str(exc).splitlines()[0]) from exc
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
                 if _is_lock_error(exc):
                     raise DatabaseBusyError(

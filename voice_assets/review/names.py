@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.review.corrections import connect, ensure_schema, qualified, table_exists
 
 TABLE = "speaker_names"
@@ -35,6 +36,21 @@ NAMES_SCHEMA: dict[str, pl.DataType] = {
     "annotator": pl.Utf8(),
     "annotated_at": pl.Datetime("us"),
     "recorded_at": pl.Datetime("us"),
+}
+NAMES_DESCRIPTIONS: dict[str, str] = {
+    "series": SERIES_COLUMN,
+    "episode": EPISODE_COLUMN,
+    "speaker": "Diarization speaker that was named.",
+    "name": "Name a person gave the speaker (null: an earlier name withdrawn).",
+    "scope": "'voice' (every episode of the series voice) or 'speaker' (only this speaker).",
+    "embedding": "The speaker's centroid voice embedding, to suggest the name in later "
+    "episodes.",
+    "embedding_model": "Model of the embedding.",
+    "correction_id": "Id of the correction the name came from.",
+    "annotation_id": "Label Studio's id of the annotation.",
+    "annotator": "Who named the speaker.",
+    "annotated_at": "When the annotation was last updated (UTC).",
+    "recorded_at": "When the row was recorded here (UTC).",
 }
 
 _DDL = """

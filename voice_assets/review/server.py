@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from voice_assets.atomic import write_text
 from voice_assets.errors import ServiceUnavailableError, VoiceAssetsError
 from voice_assets.paths import Layout
 from voice_assets.progress import Progress
@@ -287,6 +288,12 @@ def _is_label_studio(pid: int) -> bool:
     return "label-studio" in cmdline or "label_studio" in cmdline
 
 
+def recorded_url(home: str | Path | None = None) -> str | None:
+    """The URL of the server `up` started for this home (kept after `down`), None if never."""
+    state = _read_state(files(home))
+    return str(state["url"]) if state and state.get("url") else None
+
+
 def _read_state(sf: ServerFiles) -> dict | None:
     try:
         return json.loads(sf.state_file.read_text())
@@ -445,7 +452,7 @@ def up(
         "username": ADMIN_USERNAME,
         "started_at": time.time(),
     }
-    sf.state_file.write_text(json.dumps(state, indent=2))
+    write_text(sf.state_file, json.dumps(state, indent=2))
     if progress:
         progress("label-studio start", 0, 1)
     if not _wait_healthy(url, proc.pid, timeout_s, proc):
@@ -540,7 +547,10 @@ def down(home: str | Path | None = None, timeout_s: float = 30.0) -> bool:
                 os.killpg(pid, signal.SIGKILL)
             time.sleep(0.5)
         _reap(pid)
-    sf.state_file.unlink(missing_ok=True)
+    # Keep the URL: clients of this home keep talking to (and reporting "down" for) the server
+    # this home started, never to whatever else answers on a default port.
+    state.update(pid=None, stopped_at=time.time())
+    write_text(sf.state_file, json.dumps(state, indent=2))
     return stopped
 
 

@@ -28,6 +28,7 @@ import polars as pl
 import soundfile as sf
 
 from voice_assets.atomic import write_wav
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import MediaError, VoiceAssetsError
 from voice_assets.progress import Progress
 
@@ -44,6 +45,40 @@ SCOPE_WHOLE_VOICE = "every episode of this voice"
 SCOPE_THIS_SPEAKER = "only this episode's speaker"
 
 ENV_CONFIGS = "VOICE_ASSETS_LABEL_CONFIGS"
+
+# The review_tasks table: one row per task pushed to Label Studio.
+REVIEW_TASKS_SCHEMA: dict[str, pl.DataType] = {
+    "episode": pl.Utf8(),
+    "kind": pl.Utf8(),
+    "task_key": pl.Utf8(),
+    "task_id": pl.Int64(),
+    "project_id": pl.Int64(),
+    "priority": pl.Float64(),
+    "score": pl.Float64(),
+    "start": pl.Float64(),
+    "end": pl.Float64(),
+    "n_turns": pl.Int64(),
+    "speaker": pl.Utf8(),
+    "predicted_name": pl.Utf8(),
+    "audio_path": pl.Utf8(),
+    "model_version": pl.Utf8(),
+}
+REVIEW_TASKS_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "kind": f"Project the task is in: '{UTTERANCE_REVIEW}' or '{SPEAKER_NAMING}'.",
+    "task_key": "Stable key of the task, so a re-run updates it instead of adding another.",
+    "task_id": "Label Studio's id of the task.",
+    "project_id": "Label Studio's id of the project.",
+    "priority": "How much the task needs a person (0-1; the most doubtful come first).",
+    "score": "Prediction score Label Studio shows (1 - priority).",
+    "start": "Start of the task's audio in the episode, seconds.",
+    "end": "End of the task's audio in the episode, seconds.",
+    "n_turns": "Speaker turns in the task.",
+    "speaker": "Diarization speaker of a speaker-naming task (null for utterance review).",
+    "predicted_name": "Name the task is pre-annotated with (null: none).",
+    "audio_path": "The task's audio file, served to Label Studio.",
+    "model_version": "Versions of voice-assets and the models that made the prediction.",
+}
 
 
 def configs_dir() -> Path:

@@ -21,8 +21,12 @@ EPISODE_JOB = "episode_pipeline"  # defined in voice_assets/definitions.py
 
 
 def _ingested_revision(context: dg.SensorEvaluationContext, key: str) -> str | None:
+    return ingested_revision(context.instance, key)
+
+
+def ingested_revision(instance: dg.DagsterInstance, key: str) -> str | None:
     """The inbox revision recorded by the last episode_media materialization of ``key``."""
-    records = context.instance.fetch_materializations(
+    records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("episode_media"), asset_partitions=[key]),
         limit=1,
     ).records

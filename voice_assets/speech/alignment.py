@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
+from voice_assets.media.subtitles import CUE_OVERLAP_MIN_S
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.asr import SAMPLE_RATE, WORD_DTYPE, Segment, Word
 
@@ -45,6 +47,24 @@ ALIGNED_SCHEMA: dict[str, pl.DataType] = {
     "name": pl.Utf8(),
     "drift_s": pl.Float64(),
     "confidence": pl.Float64(),
+    "overlaps_other": pl.Boolean(),
+}
+ALIGNED_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "line": "Index of the subtitle line (or ASR segment) the row comes from.",
+    "start": "Start of the line re-timed to the speech, seconds.",
+    "end": "End of the line re-timed to the speech, seconds.",
+    "text": "Text of the line: the subtitle's, or the ASR segment's without subtitles.",
+    "words": "Words of the line with times aligned to the audio (seconds) and match score.",
+    "text_source": "Where the text comes from: 'subtitle' or 'asr'.",
+    "kind": "'dialogue', 'song', 'sign' or 'no_speech' (no speech under the line); only "
+    "dialogue becomes utterances.",
+    "name": "Speaker name the subtitle line gives (null: none).",
+    "drift_s": "Aligned start minus the subtitle's own start, seconds (null for ASR lines).",
+    "confidence": "Share of the line's tokens matched to recognised words (0-1; 0: not "
+    "aligned, subtitle times kept).",
+    "overlaps_other": "True when the subtitles show another dialogue line at the same time "
+    "(two voices at once): words of the line the ASR did not hear count as spoken over.",
 }
 
 # --- text normalisation -----------------------------------------------------------------------
@@ -165,6 +185,7 @@ class AlignedLine:
     name: str | None
     drift_s: float | None
     confidence: float
+    overlaps_other: bool = False  # the subtitles show another dialogue line at the same time
 
 
 @dataclass(frozen=True)
@@ -717,6 +738,20 @@ def _refine(work: list[_Work], samples: np.ndarray | None, regions: np.ndarray,
     return refiner, n_ok
 
 
+def _shown_together(lines: Sequence[SubLine], dialogue: Sequence[int]) -> set[int]:
+    """Dialogue lines (indices into ``lines``, sorted by start) whose subtitle times share
+    CUE_OVERLAP_MIN_S or more with another dialogue line: two lines on screen at once. Signs
+    and songs over a line do not count."""
+    out: set[int] = set()
+    for pos, k in enumerate(dialogue):
+        for q in dialogue[pos + 1:]:
+            if lines[q].start >= lines[k].end:
+                break
+            if min(lines[k].end, lines[q].end) - lines[q].start >= CUE_OVERLAP_MIN_S - 1e-6:
+                out.update((k, q))
+    return out
+
+
 def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],
                     samples: np.ndarray | None, regions: Sequence[tuple[float, float]],
                     language: str | None = "en", options: AlignOptions | None = None,
@@ -729,6 +764,7 @@ def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],
     kinds = [classify_line(ln.text, ln.style, ln.effect, ln.raw) for ln in lines]
     dialogue = [k for k, ln in enumerate(lines) if kinds[k] == "dialogue" and tokens(ln.text)]
     dialogue.sort(key=lambda k: (lines[k].start, lines[k].line))
+    shown_together = _shown_together(lines, dialogue)
 
     # 1. Subtitle tokens with their naive times (spread over the line by length).
     tok: list[str] = []
@@ -817,7 +853,7 @@ def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],
         conf = w.matched / len(w.toks)
         conf = min(1.0, conf + (0.1 if w.refined else 0.0))
         out.append(AlignedLine(ln.line, s, e, ln.text, lw, "subtitle", "dialogue", ln.name,
-                               s - ln.start, round(conf, 4)))
+                               s - ln.start, round(conf, 4), k in shown_together))
     out.sort(key=lambda a: (a.start, a.line))
     return AlignmentResult(
         out, tmap, refiner, n_matched_tok / len(tok) if tok else 0.0, n_ref,
@@ -865,6 +901,7 @@ def aligned_frame(episode: str, result: AlignmentResult) -> pl.DataFrame:
         "episode": episode, "line": a.line, "start": a.start, "end": a.end, "text": a.text,
         "words": [w.as_dict() for w in a.words], "text_source": a.text_source, "kind": a.kind,
         "name": a.name, "drift_s": a.drift_s, "confidence": a.confidence,
+        "overlaps_other": a.overlaps_other,
     } for a in result.lines]
     return pl.DataFrame(rows, schema=ALIGNED_SCHEMA)
 

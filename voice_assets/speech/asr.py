@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import ModelMissingError
 from voice_assets.models import CATALOG, get
 from voice_assets.paths import Layout
@@ -42,6 +43,17 @@ TRANSCRIPT_SCHEMA: dict[str, pl.DataType] = {
     "avg_logprob": pl.Float64(),
     "no_speech_prob": pl.Float64(),
     "model": pl.Utf8(),
+}
+TRANSCRIPT_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "start": "Start of the ASR segment, seconds.",
+    "end": "End of the ASR segment, seconds.",
+    "text": "Recognised text of the segment.",
+    "words": "Recognised words with start and end (seconds) and recognition score (0-1).",
+    "language": "Language detected for the episode.",
+    "avg_logprob": "Mean token log-probability of the segment (nearer 0: surer).",
+    "no_speech_prob": "The model's probability that the segment holds no speech.",
+    "model": "ASR model.",
 }
 
 

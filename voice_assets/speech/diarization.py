@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import ModelMissingError
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
@@ -643,6 +644,25 @@ EMBEDDINGS_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
     "speech_s": pl.Float64(),
     "n_windows": pl.Int64(),
+}
+DIARIZATION_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "start": "Start of the speaker turn, seconds.",
+    "end": "End of the speaker turn, seconds.",
+    "speaker": "Episode-local speaker label (character_map says which character it is).",
+    "overlap": "True where another voice may be heard too (a speaker change with no pause).",
+    "confidence": "How sure diarization is of the speaker (0-1: posterior of the chosen "
+    "speaker).",
+}
+EMBEDDINGS_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "speaker": "Episode-local speaker label, as in the diarization table.",
+    "embedding": "L2-normalised centroid voice embedding of the speaker, for matching voices "
+    "across episodes.",
+    "dim": "Length of the embedding.",
+    "model": "Speaker-embedding model.",
+    "speech_s": "Seconds of the speaker's speech the centroid was computed from.",
+    "n_windows": "Embedding windows averaged into the centroid.",
 }
 
 

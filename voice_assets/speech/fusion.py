@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.speech.asr import WORD_DTYPE, merge_regions
 
 # A word of an utterance also says how many of its seconds another voice was heard in.
@@ -45,6 +46,31 @@ UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "split_line": pl.Boolean(),  # the row is part of a line split at a speaker change
     "emotion": pl.Utf8(),
     "audio_path": pl.Utf8(),
+}
+UTTERANCE_DESCRIPTIONS: dict[str, str] = {
+    "id": "Utterance id `<episode>_<start_ms:08d>`, stable across re-runs while the start is.",
+    "episode": EPISODE_COLUMN,
+    "start": "Start of the turn, seconds.",
+    "end": "End of the turn, seconds.",
+    "speaker": "Diarization speaker of the turn (null: no speaker covers it).",
+    "character": "Series character of the turn: a name, voice-NN or background (null: none).",
+    "character_confidence": "Confidence of the character (0-1).",
+    "character_source": "Why this character (the character map's source, a subtitle line's "
+    "own name, or a person's correction).",
+    "text": "Text of the turn.",
+    "words": "Words with times (seconds), score and the seconds another voice overlaps each.",
+    "language": "Language of the episode's transcript.",
+    "overlap": "True when some of the turn is overlapped speech.",
+    "overlap_s": "Seconds of the turn in which another voice is heard.",
+    "text_source": "'subtitle', 'asr', or 'none' for speech no line covers.",
+    "speaker_confidence": "Share of the turn its speaker's diarization covers, times the "
+    "diarization confidence (0-1).",
+    "text_confidence": "Alignment confidence of the subtitle line, or the mean ASR word score "
+    "(0-1).",
+    "subtitle_name": "Speaker name the subtitle line gives (null: none).",
+    "split_line": "True when the row is part of a subtitle line split at a speaker change.",
+    "emotion": "Emotion a person gave the turn in review (null: none; see emotion_tags).",
+    "audio_path": "Not filled in this table (null); a clip's audio file is clips.audio_path.",
 }
 
 
@@ -255,6 +281,22 @@ def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
             r["overlap"] = bool(r["overlap"]) or cov >= 0.1
 
 
+def _mark_unheard_as_spoken_over(row: dict[str, Any]) -> None:
+    """Words of a row the ASR did not hear (score 0: their times were spread over the line),
+    counted as spoken over in full (in place). For a line the subtitles show while another
+    dialogue line is on screen: the ASR hearing the other voice and not this one is the usual
+    reason, and a guessed time is no evidence of clean speech."""
+    words = row["words"] or []
+    if not any(not w.get("score") for w in words):
+        return
+    row["words"] = [w if w.get("score") else
+                    {**w, "overlap_s": round(max(float(w.get("overlap_s") or 0.0),
+                                                 float(w["end"]) - float(w["start"])), 3)}
+                    for w in words]
+    row["overlap_s"] = round(sum(float(w["overlap_s"]) for w in row["words"]), 3)
+    row["overlap"] = bool(row["overlap"]) or any(word_is_overlapped(w) for w in row["words"])
+
+
 def _unsplit_concurrent(runs: list[_Run], main: str | None, i: int,
                         lines: Sequence[dict[str, Any]],
                         mains: Sequence[str | None]) -> tuple[list[_Run], bool]:
@@ -288,6 +330,7 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
     """The `utterances` table (before human corrections) from aligned dialogue lines."""
     turns = Turns.from_frame(diarization)
     rows: list[dict[str, Any]] = []
+    shown_together: list[dict[str, Any]] = []  # rows of lines on screen with another line
     dialogue = aligned.filter(pl.col("kind") == "dialogue").sort("start", "line")
     lines = list(dialogue.iter_rows(named=True))
     mains = []
@@ -323,8 +366,12 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
                 "text_confidence": round(text_conf, 4), "subtitle_name": ln["name"],
                 "split_line": len(runs) > 1, "emotion": None, "audio_path": None,
             })
+            if ln.get("overlaps_other"):
+                shown_together.append(rows[-1])
     rows += untranscribed_rows(episode, turns, rows, language)
     mark_overlaps(rows, turns)
+    for row in shown_together:
+        _mark_unheard_as_spoken_over(row)
     rows.sort(key=lambda r: (r["start"], r["speaker"] or "", r["end"]))
     seen: set[str] = set()
     for r in rows:

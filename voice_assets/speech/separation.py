@@ -28,6 +28,7 @@ import polars as pl
 import soundfile as sf
 
 from voice_assets.atomic import atomic_path
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.audio_io import iter_mono_blocks, wav_info
@@ -406,6 +407,16 @@ STEMS_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
     "vocals_lufs": pl.Float64(),
     "background_lufs": pl.Float64(),
+}
+STEMS_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "vocals_path": "Vocal stem WAV (the dialogue), mono at sample_rate, as long as the episode.",
+    "background_path": "Background stem WAV (music and effects), mono at sample_rate.",
+    "sample_rate": "Sample rate of both stems, Hz.",
+    "backend": "Separation backend that made the stems.",
+    "model": "Separation model that made the stems.",
+    "vocals_lufs": "Integrated loudness of the vocal stem, LUFS (null when silent).",
+    "background_lufs": "Integrated loudness of the background stem, LUFS (null when silent).",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.audio_io import iter_mono_blocks, wav_info
 
@@ -184,6 +185,11 @@ REGIONS_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.String(),
     "start": pl.Float64(),
     "end": pl.Float64(),
+}
+REGIONS_DESCRIPTIONS: dict[str, str] = {
+    "episode": EPISODE_COLUMN,
+    "start": "Start of a speech region of the vocal stem, seconds.",
+    "end": "End of the speech region, seconds (regions do not overlap).",
 }
 
 

@@ -364,6 +364,8 @@ def _tables(home: Path) -> dict[str, list[tuple]]:
     import duckdb
 
     def norm(value):
+        if isinstance(value, float) and value != value:
+            return "NaN"  # NaN != NaN: compare it as a marker
         if isinstance(value, str):
             return value.replace(str(home), "<home>")
         if isinstance(value, list):

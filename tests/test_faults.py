@@ -253,14 +253,22 @@ def _run_and_kill(home: Path, key: str, select: str, wait_for: str, timeout_s: f
 @pytest.mark.parametrize(
     ("select", "wait_for", "output"),
     [("episode_media,episode_audio", ".analysis", "episode_audio"),
-     ("episode_media,episode_audio,stems", ".vocals", "stems")],
-    ids=["decoding-audio", "separating-stems"],
+     ("episode_media,episode_audio,stems", ".vocals", "stems"),
+     pytest.param("episode_media+", ".clips", "clips", marks=pytest.mark.slow)],
+    ids=["decoding-audio", "separating-stems", "cutting-clips"],
 )
 def test_a_killed_run_is_marked_failed_and_its_temp_files_go_with_the_next_run(
-        home: Path, tmp_path: Path, select: str, wait_for: str, output: str):
-    src = recording(tmp_path / "src" / "ep1.wav", seconds=240.0)
+        home: Path, tmp_path: Path, select: str, wait_for: str, output: str, request):
+    if output == "clips":  # clips need speech: the demo episode, with its subtitles
+        demo = request.getfixturevalue("demo_episode")
+        for path in (demo.subtitles, demo.video):
+            (tmp_path / "src" / "Show").mkdir(parents=True, exist_ok=True)
+            src = tmp_path / "src" / "Show" / Path(path).name
+            src.write_bytes(Path(path).read_bytes())
+    else:
+        src = recording(tmp_path / "src" / "ep1.wav", seconds=240.0)
     key = invoke("ingest", str(src), "--series", "Show").output.split()[0]
-    _run_and_kill(home, key, select, wait_for)
+    _run_and_kill(home, key, select, wait_for, timeout_s=600)
     left = temp_leftovers(home)
     assert left and all(p.parent == home / "tmp" for p in left), left  # in one place only
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
@@ -286,10 +294,29 @@ def test_a_killed_run_is_marked_failed_and_its_temp_files_go_with_the_next_run(
     os.environ["VOICE_ASSETS_HOME"] = str(clean)
     key2 = invoke("ingest", str(src), "--series", "Show").output.split()[0]
     assert invoke("run", "--episode", key2, "--select", select).exit_code == 0
-    for name in sorted(p.name for p in Layout(home).episode_dir(key, output).iterdir()):
+    names = sorted(p.name for p in Layout(home).episode_dir(key, output).iterdir())
+    assert names, f"no {output} files"
+    for name in names:
         a = (Layout(home).episode_dir(key, output) / name).read_bytes()
         b = (Layout(clean).episode_dir(key2, output) / name).read_bytes()
         assert a == b, name
+
+
+def test_two_concurrent_runs_of_one_episode_both_finish_and_leave_nothing(home: Path,
+                                                                        tmp_path: Path):
+    key = invoke("ingest", str(recording(tmp_path / "src" / "ep1.wav", seconds=60.0)),
+                 "--series", "Show").output.split()[0]
+    env = {**os.environ, "VOICE_ASSETS_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    cmd = [_cli(), "run", "--episode", key, "--select", "episode_media,episode_audio,stems"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert temp_leftovers(home) == []
+    stems = Layout(home).episode_dir(key, "stems")
+    for wav in stems.iterdir():
+        assert sf.info(wav).duration == pytest.approx(60.0, abs=0.1)  # whole, readable files
 
 
 # --------------------------------------------------------------------------- changed input

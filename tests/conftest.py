@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,3 +43,18 @@ def synth_episode() -> Callable[..., SynthEpisode]:
         return cached_episode(None, **options)
 
     return make
+
+
+# --- a CLI user's home --------------------------------------------------------------------------
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$VOICE_ASSETS_HOME for CLI tests, with no Dagster or Label Studio settings leaking in
+    from the environment (a module may define its own `home`, which then wins)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
+    # The CLI sets DAGSTER_HOME itself; set-then-delete makes monkeypatch restore it after.
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    return home

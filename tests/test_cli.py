@@ -6,25 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from testdata import invoke
 
 from voice_assets.synth import SynthEpisode
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
-    # The CLI sets DAGSTER_HOME itself; set-then-delete makes monkeypatch restore it after.
-    monkeypatch.setenv("DAGSTER_HOME", "")
-    monkeypatch.delenv("DAGSTER_HOME")
-    return home
-
-
-def invoke(*args: str):
-    from voice_assets.cli import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_ingest_refuses_a_text_file_renamed_mp4_and_copies_nothing(home: Path,

@@ -22,29 +22,12 @@ import numpy as np
 import polars as pl
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
+from testdata import invoke
 
 from voice_assets.errors import DiskFullError, ServiceUnavailableError
 from voice_assets.paths import Layout
 
 RATE = 16_000
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("VOICE_ASSETS_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", "")
-    monkeypatch.delenv("DAGSTER_HOME")
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
-    return home
-
-
-def invoke(*args: str):
-    from voice_assets.cli import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def recording(path: Path, seconds: float = 3.0, seed: int = 0) -> Path:

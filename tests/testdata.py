@@ -237,3 +237,12 @@ STYLES = (
     "Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,"
     "1,2,2,8,10,10,10,1\n"
 )
+
+
+def invoke(*args: str) -> Any:
+    """`voice-assets ARGS` in process, as a user types it (click's Result)."""
+    from click.testing import CliRunner
+
+    from voice_assets.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)

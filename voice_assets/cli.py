@@ -114,10 +114,8 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
     from voice_assets import inbox
 
     layout = _layout()
-    before = {k: inbox.revision_of(item)[1]
-              for k, item in inbox.scan_inbox(layout.inbox).files.items()}
     try:
-        added = inbox.ingest_files(list(paths), layout.inbox, series=series)
+        added, replaced = inbox.ingest_files(list(paths), layout.inbox, series=series)
     except VoiceAssetsError as exc:
         _fail(exc)
     instance = _instance()
@@ -130,7 +128,7 @@ def ingest(paths: Sequence[Path], series: str | None) -> None:
     for item in added:
         subs = f" + {item.subtitle.name}" if item.subtitle else ""
         click.echo(f"{item.key}\t{item.path}{subs}")
-        if item.key in before and before[item.key] != inbox.revision_of(item)[1]:
+        if item.key in replaced:
             click.secho(f"{item.key}: replaced a different file of the same name; its results "
                         f"are stale until `voice-assets run --episode {item.key}`",
                         fg="yellow", err=True)
@@ -421,11 +419,8 @@ def watch() -> None:
     _exec("dagster-daemon", ["run", "-m", "voice_assets.definitions"])
 
 
-@main.command()
-def daemon() -> None:
-    """The Dagster daemon alone (every sensor: inbox, Label Studio corrections, names, series
-    automation), for a server or a service manager; the same as `watch`."""
-    _exec("dagster-daemon", ["run", "-m", "voice_assets.definitions"])
+# The same command under the name a server's service manager looks for.
+main.add_command(watch, name="daemon")
 
 
 # --------------------------------------------------------------------------- corrections

@@ -54,11 +54,6 @@ def folder_name(text: str) -> str:
     return _limit(norm, norm, MAX_NAME_BYTES, "-")
 
 
-def is_episode_key(key: str) -> bool:
-    """True for a key `episode_key` can produce: two slugs joined by '__'."""
-    series, sep, stem = key.partition("__")
-    return bool(sep) and slug(series) == series and slug(stem) == stem
-
 
 def episode_key(series: str, stem: str) -> str:
     """Stable, human-readable partition key for an episode file."""

@@ -318,13 +318,14 @@ def plan_tick(
 def ingest_files(
     paths: Sequence[Path], inbox: Path, series: str | None = None,
     languages: Sequence[str] = DEFAULT_LANGUAGES,
-) -> list[InboxFile]:
+) -> tuple[list[InboxFile], set[str]]:
     """Copy media files (and their sidecar subtitles) into ``inbox/<series>/``.
 
     Every file is probed first, so a corrupt or audio-less file is refused with its cause
     before anything is copied; a name that slugs to an existing episode's key is refused too.
     The series becomes one safe folder name (`folder_name`): never a path out of the inbox.
-    Copies are atomic, so the inbox sensor never sees a half-copied file.
+    Copies are atomic, so the inbox sensor never sees a half-copied file. Returns the files
+    and the keys whose media or subtitle replaced a different file of the same name.
     """
     import shutil
 
@@ -354,11 +355,14 @@ def ingest_files(
             )
         plan.append((media, target, find_subtitles(media, languages)))
     assign_keys((t.parent.name, t) for _, t, _ in plan)  # two new files on one key
+    replaced: set[str] = set()
     for media, target, subs in plan:
         for src in (*subs, media):  # subtitles first: the sensor sees a complete episode
             dst = target.parent / (target.stem + src.name[len(media.stem):])
             if src.resolve() == dst.resolve():
                 continue
+            if dst.exists() and content_hash(dst) != content_hash(src):
+                replaced.add(episode_key(target.parent.name, target.stem))
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
     scan = scan_inbox(inbox, languages)
@@ -367,4 +371,4 @@ def ingest_files(
     if lost:
         raise PartitionKeyError(f"copied, but the inbox scan does not see {', '.join(lost)}: "
                                 + "; ".join(scan.collisions.get(k, k) for k in lost))
-    return [scan.files[k] for k in keys]
+    return [scan.files[k] for k in keys], replaced

@@ -26,15 +26,20 @@ SCRATCH_DIR = "tmp"
 ORPHAN_GRACE_S = 600.0
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), None where unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on (Linux), None where unknown."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat.rsplit(")", 1)[-1].split() or None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, None where unknown."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -42,14 +47,16 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (exited, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] != "Z"
 
 
 def worker_alive(worker: str) -> bool | None:
@@ -59,7 +66,7 @@ def worker_alive(worker: str) -> bool | None:
     if host != socket.gethostname() or not pid_text.isdigit():
         return None
     pid = int(pid_text)
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     now = _start_time(pid)
     return started in ("?", "") or now is None or now == started

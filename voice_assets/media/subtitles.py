@@ -24,6 +24,7 @@ import codecs
 import html
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -393,17 +394,23 @@ def _collapse_duplicates(
 def _numbered(lines: list[SubtitleLine]) -> tuple[SubtitleLine, ...]:
     """The lines numbered in order, each marked when it shares CUE_OVERLAP_MIN_S or more of
     its time with another line."""
-    marked = [False] * len(lines)
-    order = sorted(range(len(lines)), key=lambda i: lines[i].start)
+    marked = shared_time([(ln.start, ln.end) for ln in lines])
+    return tuple(replace(ln, line=k, overlaps_other=k in marked) for k, ln in enumerate(lines))
+
+
+def shared_time(spans: Sequence[tuple[float, float]],
+                min_s: float = CUE_OVERLAP_MIN_S) -> set[int]:
+    """Indices of the (start, end) spans that share ``min_s`` or more of their time with
+    another span: lines on screen at once, not consecutive lines with timing slop."""
+    out: set[int] = set()
+    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
     for pos, i in enumerate(order):
         for j in order[pos + 1:]:
-            if lines[j].start >= lines[i].end:
+            if spans[j][0] >= spans[i][1]:
                 break
-            shared = min(lines[i].end, lines[j].end) - lines[j].start
-            if shared >= CUE_OVERLAP_MIN_S - 1e-6:
-                marked[i] = marked[j] = True
-    return tuple(replace(ln, line=k, overlaps_other=m)
-                 for k, (ln, m) in enumerate(zip(lines, marked, strict=True)))
+            if min(spans[i][1], spans[j][1]) - spans[j][0] >= min_s - 1e-6:
+                out.update((i, j))
+    return out
 
 
 def _where(text: str, exc: Exception) -> str:

@@ -157,7 +157,7 @@ def check_database(database: str | Path) -> None:
         return
     try:
         con = duckdb.connect(str(path), read_only=True)
-    except (duckdb.IOException, duckdb.ConnectionException, duckdb.Error) as exc:
+    except duckdb.Error as exc:
         if _is_corrupt(exc):
             raise CorruptDatabaseError(path, str(exc).splitlines()[0]) from exc
         return

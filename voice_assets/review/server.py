@@ -32,6 +32,7 @@ from voice_assets.atomic import write_text
 from voice_assets.errors import ServiceUnavailableError, VoiceAssetsError
 from voice_assets.paths import Layout
 from voice_assets.progress import Progress
+from voice_assets.scratch import pid_alive
 
 DEFAULT_VERSION = "1.23.2"
 DEFAULT_HOST = "127.0.0.1"
@@ -263,21 +264,6 @@ def read_token(home: str | Path | None = None) -> str:
     return token
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (ours, not yet reaped) is not a running server.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_label_studio(pid: int) -> bool:
     """Guard against pid reuse: only signal a process that is really our server."""
     try:
@@ -369,7 +355,7 @@ def status(home: str | Path | None = None, version: str | None = None) -> Server
     version = state.get("version") or version or default_version()
     venv = Path(state["venv"]) if state.get("venv") else venv_dir(version)
     pid = state.get("pid")
-    running = bool(pid) and _pid_alive(int(pid)) and _is_label_studio(int(pid))
+    running = bool(pid) and pid_alive(int(pid)) and _is_label_studio(int(pid))
     url = state.get("url")
     return ServerStatus(
         installed=is_installed(venv, version),
@@ -486,7 +472,7 @@ def _wait_healthy(
             return True
         if proc is not None and proc.poll() is not None:
             return False
-        if proc is None and pid is not None and not _pid_alive(pid):
+        if proc is None and pid is not None and not pid_alive(pid):
             return False
         time.sleep(1.0)
     return False
@@ -534,15 +520,15 @@ def down(home: str | Path | None = None, timeout_s: float = 30.0) -> bool:
         return False
     pid = int(state["pid"])
     stopped = False
-    if _pid_alive(pid) and _is_label_studio(pid):
+    if pid_alive(pid) and _is_label_studio(pid):
         stopped = True
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             _reap(pid)
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             time.sleep(0.5)

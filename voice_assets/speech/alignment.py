@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from voice_assets.episode_keys import EPISODE_COLUMN
-from voice_assets.media.subtitles import CUE_OVERLAP_MIN_S
+from voice_assets.media.subtitles import shared_time
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.asr import SAMPLE_RATE, WORD_DTYPE, Segment, Word
 
@@ -739,17 +739,11 @@ def _refine(work: list[_Work], samples: np.ndarray | None, regions: np.ndarray,
 
 
 def _shown_together(lines: Sequence[SubLine], dialogue: Sequence[int]) -> set[int]:
-    """Dialogue lines (indices into ``lines``, sorted by start) whose subtitle times share
-    CUE_OVERLAP_MIN_S or more with another dialogue line: two lines on screen at once. Signs
+    """Dialogue lines (indices into ``lines``) whose subtitle times share CUE_OVERLAP_MIN_S or
+    more with another dialogue line: two lines on screen at once. Signs
     and songs over a line do not count."""
-    out: set[int] = set()
-    for pos, k in enumerate(dialogue):
-        for q in dialogue[pos + 1:]:
-            if lines[q].start >= lines[k].end:
-                break
-            if min(lines[k].end, lines[q].end) - lines[q].start >= CUE_OVERLAP_MIN_S - 1e-6:
-                out.update((k, q))
-    return out
+    together = shared_time([(lines[k].start, lines[k].end) for k in dialogue])
+    return {dialogue[i] for i in together}
 
 
 def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],

@@ -6,10 +6,12 @@ character). Used by the tests that assert yield, purity and overlap figures.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 FS = 0.01
 
@@ -63,3 +65,37 @@ class Truth:
             clean = self.speech[c] & (self.voices == 1)
             out[c] = (float((clean & kept).sum()) * FS, float(clean.sum()) * FS)
         return out
+
+
+def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    """Seconds two spans share."""
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def union_cover(s: float, e: float, spans: list[tuple[float, float]]) -> float:
+    """Seconds of [s, e] covered by the union of ``spans``."""
+    cut = sorted((max(a, s), min(b, e)) for a, b in spans if b > s and a < e)
+    total, cur_s, cur_e = 0.0, None, None
+    for a, b in cut:
+        if cur_e is None or a > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = a, b
+        else:
+            cur_e = max(cur_e, b)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def attribution(rows: pl.DataFrame, truth: list) -> float:
+    """Share of true speech seconds covered by a row naming the true character."""
+    by_char: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s, e, c in rows.select("start", "end", "character").iter_rows():
+        if c:
+            by_char[c.casefold()].append((s, e))
+    total = covered = 0.0
+    for u in truth:
+        total += u.end - u.start
+        covered += union_cover(u.start, u.end, by_char.get(u.character.casefold(), []))
+    return covered / total if total else 0.0

@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from scoring import attribution, overlap
 from testdata import EpisodeHome, step_errors
 
 from voice_assets.partitions import episode_key
@@ -45,45 +46,12 @@ UP_TO_UTTERANCES = ["episode_media", "episode_audio", "episode_subtitles", "stem
 REMAP = ["character_map", "utterances"]
 
 
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
-
-
-def _union_cover(s: float, e: float, spans: list[tuple[float, float]]) -> float:
-    """Seconds of [s, e] covered by the union of ``spans``."""
-    cut = sorted((max(a, s), min(b, e)) for a, b in spans if b > s and a < e)
-    total, cur_s, cur_e = 0.0, None, None
-    for a, b in cut:
-        if cur_e is None or a > cur_e:
-            if cur_e is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = a, b
-        else:
-            cur_e = max(cur_e, b)
-    if cur_e is not None:
-        total += cur_e - cur_s
-    return total
-
-
-def attribution(rows: pl.DataFrame, truth: list) -> float:
-    """Share of true speech seconds covered by a row naming the true character."""
-    by_char: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for s, e, c in rows.select("start", "end", "character").iter_rows():
-        if c:
-            by_char[c.casefold()].append((s, e))
-    total = covered = 0.0
-    for u in truth:
-        total += u.end - u.start
-        covered += _union_cover(u.start, u.end, by_char.get(u.character.casefold(), []))
-    return covered / total if total else 0.0
-
-
 def voice_seconds(rows: pl.DataFrame, truth: list) -> dict[str, dict[str, float]]:
     """character (voice) -> true character -> seconds of that true speech in its rows."""
     out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s, e, c in rows.select("start", "end", "character").iter_rows():
         for u in truth:
-            ov = _overlap(s, e, u.start, u.end)
+            ov = overlap(s, e, u.start, u.end)
             if ov > 0 and c:
                 out[c][u.character] += ov
     return out

@@ -72,15 +72,23 @@ def time_problems(df: pl.DataFrame, duration: float) -> dict[str, int]:
     ],
 )
 def transcript(context: dg.AssetExecutionContext, asr: ASRResource, stems: pl.DataFrame,
-               voice_activity: pl.DataFrame) -> Iterator[Any]:
+               voice_activity: pl.DataFrame, episode_media: pl.DataFrame,
+               episode_subtitles: pl.DataFrame) -> Iterator[Any]:
     """Whisper segments with word time stamps, decoded only inside voice-activity regions of
     the vocal stem (music and silence are never fed to the model, so it cannot hallucinate
-    lyrics or credits there)."""
+    lyrics or credits there). The language comes from the audio track's tag or the
+    subtitles' script; a Japanese episode is decoded by the multilingual model."""
     episode = context.partition_key
     samples = asr_mod.load_audio(vocals_path(stems, episode))
     duration = len(samples) / asr_mod.SAMPLE_RATE
     regions = regions_of(voice_activity)
-    result = asr.transcribe(samples, regions, progress=logging_progress(context.log))
+    track = (episode_media.get_column("audio_language")[0]
+             if "audio_language" in episode_media.columns and not episode_media.is_empty()
+             else None)
+    texts = (episode_subtitles.get_column("text").drop_nulls().to_list()
+             if "text" in episode_subtitles.columns else [])
+    result = asr.transcribe(samples, regions, progress=logging_progress(context.log),
+                            language_hint=asr_mod.language_hint(track, texts))
     df = asr_mod.transcript_frame(episode, result)
     speech_s = float(sum(e - s for s, e in regions))
     n_words = int(sum(len(s.words) for s in result.segments))

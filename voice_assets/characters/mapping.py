@@ -246,6 +246,9 @@ LINE_NAME_CONFIDENCE = 0.8
 # Rows this short are below what diarization resolves reliably (a reply over a neighbour's
 # line); longer rows keep their speaker's character even when the line's name disagrees.
 LINE_NAME_MAX_S = 1.0
+# A line said mostly over another one (its row's overlap_s is at least half its length) is
+# heard as the louder voice's speaker even when longer: the line's name decides up to this.
+LINE_NAME_MAX_OVERLAPPED_S = 2.0
 
 
 def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
@@ -254,8 +257,9 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
     map of its speaker (a turn with no speaker keeps a null character).
 
     With ``canonical`` (the cast's spelling of names), a short whole subtitle line (at most
-    ``LINE_NAME_MAX_S``) whose Name is another character of this episode than its speaker's
-    keeps the line's name (source ``subtitle-line``): diarization gave a quick reply spoken
+    ``LINE_NAME_MAX_S``, or ``LINE_NAME_MAX_OVERLAPPED_S`` when said mostly over another line)
+    whose Name is another character of this episode than its speaker's keeps the line's name
+    (source ``subtitle-line``): diarization gave a quick reply spoken
     over a neighbour to the neighbour's voice, and the line's own name is the better evidence
     for that row. A person's name for the speaker is never overridden this way.
     """
@@ -286,10 +290,14 @@ def apply_character_map(utterances: pl.DataFrame, cmap: pl.DataFrame,
                                  out["character_confidence"].to_list())
         lengths = (out["end"] - out["start"]).to_list() if "end" in out.columns else \
             [0.0] * out.height
+        spoken_over = (out["overlap_s"].fill_null(0.0).to_list() if "overlap_s" in out.columns
+                       else [0.0] * out.height)
         for i, raw in enumerate(out["subtitle_name"].to_list()):
             name = canonical(raw) if raw else None
             if (name in known and name != chars[i] and not split[i]
-                    and lengths[i] <= LINE_NAME_MAX_S
+                    and lengths[i] <= (LINE_NAME_MAX_OVERLAPPED_S
+                                       if spoken_over[i] >= 0.5 * lengths[i]
+                                       else LINE_NAME_MAX_S)
                     and sources[i] not in ("human", "human-voice")):
                 chars[i], sources[i], confs[i] = name, "subtitle-line", LINE_NAME_CONFIDENCE
         out = out.with_columns(pl.Series("character", chars, dtype=pl.Utf8),

@@ -36,6 +36,7 @@ from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.fusion import word_is_overlapped
+from voice_assets.speech.japanese import join_words
 
 MIN_DATASET_SR = 16_000
 
@@ -148,13 +149,6 @@ def resolve_character(utterances: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _join_words(words: list[str], language: str | None) -> str:
-    if any(w[:1].isspace() for w in words):  # Whisper-style words carry their own spaces
-        return "".join(words).strip()
-    sep = "" if (language or "").split("-")[0] in ("ja", "zh", "yue", "th") else " "
-    return sep.join(w.strip() for w in words).strip()
-
-
 def split_long_utterances(utterances: pl.DataFrame, max_s: float,
                           min_s: float = 1.0) -> pl.DataFrame:
     """Cut utterances longer than ``max_s`` at their longest pauses between words.
@@ -201,7 +195,7 @@ def split_long_utterances(utterances: pl.DataFrame, max_s: float,
             end = min(row["end"], float(ws[-1]["end"]))
             out.append({**row, "id": f"{row['episode']}_{max(0, round(start * 1000)):08d}",
                         "start": start, "end": end, "words": ws,
-                        "text": _join_words([str(w["word"]) for w in ws], row.get("language"))})
+                        "text": join_words([str(w["word"]) for w in ws])})
     return pl.DataFrame(out, schema=utterances.schema)
 
 
@@ -248,7 +242,7 @@ def cut_around_overlaps(utterances: pl.DataFrame, min_s: float = 1.0) -> pl.Data
         after = float(words[i1]["start"]) - end if i1 < len(words) else None
         out.append({**row, "start": start, "end": end, "words": best,
                     "_cut_before_s": before, "_cut_after_s": after,
-                    "text": _join_words([str(w["word"]) for w in best], row.get("language")),
+                    "text": join_words([str(w["word"]) for w in best]),
                     "overlap": False, "overlap_s": 0.0,
                     "overlap_cut_s": round((row["end"] - row["start"]) - (end - start), 3)})
     return pl.DataFrame(out, schema={**utterances.schema, "overlap_cut_s": pl.Float64(),

@@ -119,6 +119,17 @@ def _base_language(tag: str) -> str:
     return _ISO639_2.get(base, base)
 
 
+def iso639_1(tag: str | None) -> str | None:
+    """The two-letter code of a track tag ('jpn', 'ja-JP' -> 'ja'); None when unknown."""
+    if not tag:
+        return None
+    base = _base_language(tag)
+    for short, long in _ISO639_2.items():
+        if len(short) == 2 and long == base:
+            return short
+    return base if len(base) == 2 else None
+
+
 def language_matches(language: str | None, wanted: str) -> bool:
     """'jpn' matches 'ja', 'ja-JP' and 'JPN'; region subtags are ignored."""
     if not language:

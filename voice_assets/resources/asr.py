@@ -23,15 +23,18 @@ class ASRResource(dg.ConfigurableResource):
 
     ``model`` is a catalog name ('tiny.en', 'base': embedded, offline; 'small', 'medium',
     'large-v3', 'distil-large-v3': `voice-assets models pull whisper-NAME`) or a CT2 model
-    directory. ``device``/``compute_type`` 'auto' pick CUDA + float16 when a GPU is visible,
-    else CPU + int8. ``language`` None detects it. ``batch_size`` 0 means 8 on a GPU and 4 on
-    CPU (faster-whisper's batched pipeline: ~3x faster than sequential decoding even on two
+    directory. When it is English-only and the episode is in another language (its audio
+    track's tag, or kana in its subtitles), ``multilingual_model`` transcribes it instead.
+    ``device``/``compute_type`` 'auto' pick CUDA + float16 when a GPU is visible, else CPU +
+    int8. ``language`` None detects it. ``batch_size`` 0 means 8 on a GPU and 4 on CPU
+    (faster-whisper's batched pipeline: ~3x faster than sequential decoding even on two
     cores, same WER on the reference sample); 1 decodes chunk by chunk. Backend 'whisperx'
     re-times words with a wav2vec2 model (``align_model``, under the models dir) when the
     optional whisperx package is installed.
     """
 
     model: str = "tiny.en"
+    multilingual_model: str = "base"
     backend: str = "faster-whisper"
     device: str = "auto"
     compute_type: str = "auto"
@@ -50,7 +53,7 @@ class ASRResource(dg.ConfigurableResource):
     def resolved_device(self) -> str:
         return asr_mod.default_device()[0] if self.device == "auto" else self.device
 
-    def load(self) -> object:
+    def load(self, model: str | None = None) -> object:
         """The loaded faster-whisper model (cached per process)."""
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown ASR backend '{self.backend}'; choose one of {BACKENDS}")
@@ -60,16 +63,22 @@ class ASRResource(dg.ConfigurableResource):
                                         "pip install 'voice-assets[whisperx]' "
                                         "(or choose backend 'faster-whisper')")
             get(self.align_model).require(self.layout)
-        path = asr_mod.resolve_model(self.model, self.layout)
+        path = asr_mod.resolve_model(model or self.model, self.layout)
         return asr_mod.load_whisper(str(path), self.device, self.compute_type, self.cpu_threads)
 
     def transcribe(self, samples: np.ndarray, regions: Sequence[tuple[float, float]],
-                   progress: Progress = silent) -> asr_mod.Transcript:
+                   progress: Progress = silent,
+                   language_hint: str | None = None) -> asr_mod.Transcript:
         """Transcribe 16 kHz mono ``samples`` inside ``regions`` (episode seconds)."""
-        model = self.load()
+        language = self.language or language_hint
+        name = self.model
+        model = self.load(name)
+        if language and language != "en" and not model.model.is_multilingual:  # type: ignore[attr-defined]
+            name = self.multilingual_model
+            model = self.load(name)
         batch = self.batch_size or asr_mod.default_batch_size(self.resolved_device)
         transcript = asr_mod.transcribe(
-            model, samples, regions, model_name=self.model, language=self.language,
+            model, samples, regions, model_name=name, language=language,
             beam_size=self.beam_size, batch_size=batch, progress=progress)
         if self.backend == "whisperx" and transcript.segments:
             align_dir = get(self.align_model).require(self.layout)

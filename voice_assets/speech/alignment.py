@@ -33,6 +33,7 @@ import polars as pl
 from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.media.subtitles import shared_time
 from voice_assets.progress import Progress, silent
+from voice_assets.speech import japanese
 from voice_assets.speech.asr import SAMPLE_RATE, WORD_DTYPE, Segment, Word
 
 ALIGNED_SCHEMA: dict[str, pl.DataType] = {
@@ -83,9 +84,44 @@ def tokens(text: str) -> list[str]:
     Hyphenated words stay one token ('sakura-chan' -> 'sakurachan') because ASR and subtitles
     disagree on hyphens far more often than on the words.
     """
+    if japanese.has_cjk(text):  # no spaces, and kanji vs kana: compare readings
+        return japanese.readings(text)
     text = unicodedata.normalize("NFKC", text).casefold().replace("’", "'").replace("‘", "'")
     text = re.sub(r"(?<=\w)-(?=\w)", "", text)
     return [_NUMBERS.get(t, t) for t in _TOKEN.findall(text)]
+
+
+def asr_tokens(words: Sequence[Word], run_gap_s: float = 0.5,
+               ) -> tuple[list[str], list[tuple[float, float]]]:
+    """Recognised words as alignment tokens with their times.
+
+    A word that normalises to several tokens ('well-known' is one, "5:30" is two) keeps its
+    first; ones that normalise to nothing drop out. Japanese pieces (Whisper splits unspaced
+    text into sub-word pieces) are joined into runs and re-cut into morphemes by reading.
+    """
+    toks: list[str] = []
+    spans: list[tuple[float, float]] = []
+    run: list[tuple[str, float, float]] = []
+
+    def flush() -> None:
+        for reading, s, e in japanese.timed_readings(run):
+            toks.append(reading)
+            spans.append((s, e))
+        run.clear()
+
+    for w in words:
+        if japanese.has_cjk(w.word):
+            if run and w.start - run[-1][2] > run_gap_s:
+                flush()
+            run.append((w.word, w.start, w.end))
+            continue
+        flush()
+        t = tokens(w.word)
+        if t:
+            toks.append(t[0])
+            spans.append((w.start, w.end))
+    flush()
+    return toks, spans
 
 
 def similarity(a: str, b: str) -> float:
@@ -624,24 +660,31 @@ def _spread(times: list[tuple[float, float] | None], toks: Sequence[str], start:
 
 
 def _estimate_edges(match: list[tuple[int, float] | None], toks: Sequence[str],
-                    words: Sequence[Word], per_char: float = 0.065) -> tuple[float, float]:
+                    spans: Sequence[tuple[float, float]], per_char: float = 0.065,
+                    ) -> tuple[float, float]:
     """Line start/end from its matched words, extrapolating over unmatched edge tokens."""
     idx = [k for k, m in enumerate(match) if m is not None]
     first, last = idx[0], idx[-1]
-    s = words[match[first][0]].start - sum(per_char * (len(t) + 1) for t in toks[:first])  # type: ignore[index]
-    e = words[match[last][0]].end + sum(per_char * (len(t) + 1) for t in toks[last + 1:])  # type: ignore[index]
+    s = spans[match[first][0]][0] - sum(per_char * (len(t) + 1) for t in toks[:first])  # type: ignore[index]
+    e = spans[match[last][0]][1] + sum(per_char * (len(t) + 1) for t in toks[last + 1:])  # type: ignore[index]
     return s, e
+
+
+def _pieces(text: str) -> list[tuple[str, int]]:
+    """The text's words (whitespace words; morphemes for Japanese) with their token counts."""
+    if japanese.has_cjk(text):
+        return japanese.word_pieces(text)
+    return [(raw, len(tokens(raw))) for raw in text.split()]
 
 
 def _line_words(text: str, tok_times: Sequence[tuple[float, float]],
                 scores: Sequence[float]) -> list[Word]:
-    """Per whitespace word of the subtitle text: its tokens' span; punctuation-only words
-    join their neighbour so the words still spell the whole text."""
+    """Per word of the subtitle text: its tokens' span; punctuation-only words join their
+    neighbour so the words still spell the whole text."""
     out: list[Word] = []
     k = 0
     pending = ""
-    for raw in text.split():
-        n = len(tokens(raw))
+    for raw, n in _pieces(text):
         if n == 0:
             if out:
                 last = out[-1]
@@ -775,12 +818,8 @@ def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],
             tok_time.append(ln.start + dur * (weights[q] + weights[q + 1]) / 2 / weights[-1])
             tok_line.append(k)
             tok_band.append(options.band_s + dur / 2)
-    wtoks = [tokens(w.word) for w in words]
-    # ASR words that normalise to several tokens ('well-known' is one, "5:30" is two) keep
-    # their first; ones that normalise to nothing drop out.
-    wkeep = [q for q, t in enumerate(wtoks) if t]
-    asr_tok = [wtoks[q][0] for q in wkeep]
-    asr_mid = [(words[q].start + words[q].end) / 2 for q in wkeep]
+    asr_tok, asr_span = asr_tokens(words)
+    asr_mid = [(s + e) / 2 for s, e in asr_span]
 
     # 2. Global time map, 3. banded alignment.
     tmap = estimate_time_map(list(zip(tok_time, tok, strict=True)),
@@ -803,16 +842,16 @@ def align_subtitles(lines: Sequence[SubLine], words: Sequence[Word],
         for q in qs:
             mq = match[q]
             if mq is not None and mq[1] >= options.match_similarity:
-                m.append((wkeep[mq[0]], mq[1]))
+                m.append(mq)
             else:
                 m.append(None)
         n_matched_tok += sum(1 for x in m if x is not None)
         ln = lines[k]
         s_map, e_map = tmap(ln.start), tmap(ln.end)
         if any(x is not None for x in m):
-            est = _estimate_edges(m, toks, words)
+            est = _estimate_edges(m, toks, asr_span)
             est = (max(0.0, est[0]), min(duration, max(est[1], est[0] + 0.05)))
-            known = [(words[x[0]].start, words[x[0]].end) if x else None for x in m]
+            known = [asr_span[x[0]] if x else None for x in m]
             times = _spread(known, toks, est[0], est[1])
             scores = [x[1] if x else 0.0 for x in m]
             matched = sum(scores)

@@ -25,6 +25,7 @@ from voice_assets.errors import ModelMissingError
 from voice_assets.models import CATALOG, get
 from voice_assets.paths import Layout
 from voice_assets.progress import Progress, silent
+from voice_assets.speech.japanese import join_words
 
 SAMPLE_RATE = 16_000
 MAX_UNHEARD_S = 2.0  # speech (s) a chunk may leave without words before it is re-decoded
@@ -351,7 +352,22 @@ def split_segment(seg: Segment, max_gap: float = 0.8, sentence_gap: float = 0.3)
     if len(groups) == 1:
         return [seg]
     return [replace(seg, start=g[0].start, end=g[-1].end, words=g,
-                    text=" ".join(w.word for w in g)) for g in groups]
+                    text=join_words([w.word for w in g])) for g in groups]
+
+
+def language_hint(track_language: str | None, subtitle_texts: Sequence[str] = ()) -> str | None:
+    """The episode's spoken language before any decoding: the audio track's tag, else kana in
+    its subtitles (Japanese); None when neither tells (then the model detects it)."""
+    from voice_assets.media.probe import iso639_1
+    from voice_assets.speech.japanese import has_kana
+
+    tagged = iso639_1(track_language)
+    if tagged:
+        return tagged
+    texts = [t for t in subtitle_texts if t]
+    if texts and sum(has_kana(t) for t in texts) >= 0.5 * len(texts):
+        return "ja"
+    return None
 
 
 def detect_language(model: Any, audio: np.ndarray) -> tuple[str, float]:

@@ -17,6 +17,7 @@ import polars as pl
 
 from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.speech.asr import WORD_DTYPE, merge_regions
+from voice_assets.speech.japanese import join_words
 
 # A word of an utterance also says how many of its seconds another voice was heard in.
 UTTERANCE_WORD_DTYPE = pl.Struct([*WORD_DTYPE.fields, pl.Field("overlap_s", pl.Float64)])
@@ -350,7 +351,8 @@ def fuse_utterances(episode: str, aligned: pl.DataFrame, diarization: pl.DataFra
                            "score": ln["confidence"]}])]
         for run in runs:
             s, e = float(run.words[0]["start"]), float(max(w["end"] for w in run.words))
-            text = ln["text"] if len(runs) == 1 else " ".join(w["word"] for w in run.words)
+            text = (ln["text"] if len(runs) == 1
+                    else join_words([str(w["word"]) for w in run.words]))
             if ln["text_source"] == "asr":
                 text_conf = float(np.mean([w["score"] or 0.0 for w in run.words]))
             else:

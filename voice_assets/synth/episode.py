@@ -31,7 +31,13 @@ from scipy.signal import resample_poly
 from voice_assets.atomic import atomic_dir, atomic_path, write_text, write_wav
 from voice_assets.progress import Progress, silent
 from voice_assets.synth import music as score
-from voice_assets.synth.script import CAST, DEFAULT_CAST, ScriptLine, write_script
+from voice_assets.synth.script import (
+    CAST,
+    DEFAULT_CAST,
+    ScriptLine,
+    cast_language,
+    write_script,
+)
 from voice_assets.synth.video import Frames, envelope, plan, shot_list
 from voice_assets.synth.voices import STYLES, TTS_SAMPLE_RATE, Synthesizer
 
@@ -107,6 +113,8 @@ class EpisodeSpec:
             problems.append(f"cast has unknown characters {unknown} (known: {', '.join(CAST)})")
         if len(self.cast) < 2:
             problems.append("cast needs at least 2 characters")
+        if not unknown and len({CAST[c].language for c in self.cast}) > 1:
+            problems.append(f"cast {list(self.cast)} mixes languages")
         if self.turns < 1 or self.interjections < 0 or self.overlaps < 0:
             problems.append("turns must be >= 1, interjections and overlaps >= 0")
         if self.styles not in ("neutral", "script", "cycle"):
@@ -499,6 +507,8 @@ def _spec(spec: EpisodeSpec | None, options: dict[str, Any]) -> EpisodeSpec:
                 f"unknown episode options {unknown}; known: {', '.join(sorted(known))}")
         if "cast" in options:
             options = {**options, "cast": tuple(options["cast"])}
+            if "language" not in options and cast_language(options["cast"]) == "ja":
+                options["language"] = "jpn"  # the audio track is tagged as a release would
         spec = EpisodeSpec(**options)
     spec.validate()
     return spec

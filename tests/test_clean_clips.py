@@ -12,7 +12,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 from scoring import Truth
-from testdata import EpisodeHome, step_errors
+from testdata import UP_TO_CLIPS, EpisodeHome, step_errors
 
 from voice_assets.partitions import episode_key
 from voice_assets.speech.fusion import word_is_overlapped
@@ -20,11 +20,6 @@ from voice_assets.speech.wer import word_error_rate
 from voice_assets.synth import generate_episode
 
 CAST = ("Joe", "Grace", "Rex", "Robo")
-UP_TO_CLIPS = ["episode_media", "episode_audio", "episode_subtitles", "stems", "voice_activity",
-               "diarization", "speaker_embeddings", "transcript", "aligned_transcript",
-               "face_tracks", "speaking_faces", "character_map", "utterances", "shots", "clips"]
-
-
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
     home = EpisodeHome(tmp_path_factory.mktemp("clean"))

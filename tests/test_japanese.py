@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 from scoring import attribution
-from testdata import EpisodeHome, step_errors
+from testdata import UP_TO_CLIPS, EpisodeHome, step_errors
 
 from voice_assets.dataset.exports import character_dirs, dataset_rows, export_series
 from voice_assets.dataset.splits import SplitConfig, assign_splits
@@ -22,10 +22,6 @@ from voice_assets.speech.japanese import has_cjk
 from voice_assets.speech.wer import word_error_rate
 from voice_assets.synth import generate_episode
 from voice_assets.synth.script import JAPANESE_CAST
-
-UP_TO_CLIPS = ["episode_media", "episode_audio", "episode_subtitles", "stems", "voice_activity",
-               "diarization", "speaker_embeddings", "transcript", "aligned_transcript",
-               "face_tracks", "speaking_faces", "character_map", "utterances", "shots", "clips"]
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,12 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 # ------------------------------------------------------------------ materializing episodes
 
 
+# Every episode asset a clip depends on: what tests that score clips materialize.
+UP_TO_CLIPS = ["episode_media", "episode_audio", "episode_subtitles", "stems", "voice_activity",
+               "diarization", "speaker_embeddings", "transcript", "aligned_transcript",
+               "face_tracks", "speaking_faces", "character_map", "utterances", "shots", "clips"]
+
+
 class EpisodeHome:
     """$VOICE_ASSETS_HOME in a tmp dir with an ephemeral instance; episodes in its inbox."""
 

@@ -23,7 +23,6 @@ _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
 _NOT_SPOKEN = ("補助記号", "空白")
 # Sudachi refuses inputs above ~49 KB; lines are far shorter, ASR runs are cut well below.
 _MAX_CHARS = 4000
-SPACELESS_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "my"})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from voice_assets.speech.wer import word_error_rate
 from voice_assets.synth import generate_episode
 
 CAST = ("Joe", "Grace", "Rex", "Robo")
+
+
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
     home = EpisodeHome(tmp_path_factory.mktemp("clean"))

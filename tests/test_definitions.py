@@ -98,7 +98,7 @@ def test_series_outputs_are_automated_and_runs_load_models_once(defs: dg.Definit
     graph = defs.resolve_asset_graph()
     names = {k.to_user_string() for k in series_assets}
     assert names == {"emotion_tags", "dataset_splits", "dataset_exports", "dataset_cards",
-                     "character_registry"}
+                     "character_registry", "voice_readiness"}
     for key in series_assets:
         condition = graph.get(key).automation_condition
         assert condition is not None and condition.get_label() == "series_rebuild", key
@@ -143,6 +143,7 @@ def _table_schemas() -> dict[str, dict]:
     from voice_assets.speech.fusion import UTTERANCE_SCHEMA
     from voice_assets.speech.separation import STEMS_SCHEMA
     from voice_assets.speech.vad import REGIONS_SCHEMA
+    from voice_assets.voices.tables import READINESS_TABLE_SCHEMA, VOICE_MODEL_SCHEMA
 
     return {
         "episode_media": EPISODE_MEDIA_SCHEMA, "episode_audio": EPISODE_AUDIO_SCHEMA,
@@ -158,6 +159,7 @@ def _table_schemas() -> dict[str, dict]:
         "clips": CLIP_SCHEMA, "dataset_splits": SPLIT_SCHEMA, "dataset_exports": EXPORT_SCHEMA,
         "dataset_cards": CARD_SCHEMA, "review_tasks": REVIEW_TASKS_SCHEMA,
         "corrections": CORRECTION_SCHEMA, "speaker_names": NAMES_SCHEMA,
+        "voice_readiness": READINESS_TABLE_SCHEMA, "voice_models": VOICE_MODEL_SCHEMA,
     }
 
 

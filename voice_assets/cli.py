@@ -1,4 +1,5 @@
-"""`voice-assets`: the headless entry point (ingest, run, status, ui, demo, models, bench).
+"""`voice-assets`: the headless entry point (ingest, run, status, ui, demo, models, bench,
+voices, speak).
 
 Runs go into the same Dagster instance the UI shows ($DAGSTER_HOME, by default
 $VOICE_ASSETS_HOME/dagster), so a headless run and the UI see the same history.
@@ -17,6 +18,7 @@ from pathlib import Path
 import click
 
 from voice_assets.cli_labelstudio import labelstudio
+from voice_assets.cli_voices import speak, voices
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.paths import Layout
 from voice_assets.progress import tqdm_progress
@@ -603,6 +605,8 @@ def bench(episode: str | None, as_json: bool, drop: int | None, timeout_s: int) 
 
 
 main.add_command(labelstudio)
+main.add_command(voices)
+main.add_command(speak)
 
 if __name__ == "__main__":
     main()

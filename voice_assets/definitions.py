@@ -6,7 +6,7 @@ import dagster as dg
 
 from voice_assets import assets as assets_package
 from voice_assets.assets.human_input import corrections, speaker_names
-from voice_assets.partitions import episodes
+from voice_assets.partitions import characters, episodes
 from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
 from voice_assets.sensors import all_sensors
@@ -60,7 +60,16 @@ series_datasets = dg.define_asset_job(
     description="Cross-episode outputs (splits, exports, cards, character registry) rebuilt "
     "from all episodes; kept current by the series_automation sensor.",
 )
-jobs = [episode_pipeline, series_datasets]
+# Voice models: one partition per series character, trained in its own job (hours per voice
+# on a CPU), so a training run never holds up the episode pipeline.
+train_voice_models = dg.define_asset_job(
+    "train_voice_models",
+    selection=dg.AssetSelection.assets("voice_models"),
+    partitions_def=characters,
+    executor_def=EXECUTOR,
+    description="Train (or re-train) the voice model of a series character.",
+)
+jobs = [episode_pipeline, series_datasets, train_voice_models]
 if review_assets:
     jobs.append(
         dg.define_asset_job(

@@ -30,6 +30,7 @@ RESERVED_GB = 2.0  # daemon, code server and webserver
 MODELS_POOL = "models"  # a neural network over a whole episode
 SERIES_POOL = "series"  # cross-episode outputs: one rebuild at a time
 LABEL_STUDIO_POOL = "label_studio"  # one local labeling server
+TRAINING_POOL = "training"  # voice model training: one at a time, beside the episode runs
 
 OVERRIDES = {
     "VOICE_ASSETS_MAX_RUNS": "runs at once (default: cores, and memory / run memory)",
@@ -60,7 +61,8 @@ class RunPlan:
 
     @property
     def pools(self) -> dict[str, int]:
-        return {MODELS_POOL: self.model_slots, SERIES_POOL: 1, LABEL_STUDIO_POOL: 1}
+        return {MODELS_POOL: self.model_slots, SERIES_POOL: 1, LABEL_STUDIO_POOL: 1,
+                TRAINING_POOL: 1}
 
     def describe(self) -> str:
         m = self.machine

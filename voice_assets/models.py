@@ -366,3 +366,16 @@ heavy(
     "url:https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
     required_files=("det_10g.onnx", "w600k_r50.onnx"),
 )
+
+
+# --- Voice models (voice_assets.voices) -------------------------------------------------------
+
+PIPER_BASE_CHECKPOINT = "epoch=2164-step=1355540.ckpt"
+heavy(
+    "piper-base-en",
+    "voices",
+    "piper VITS medium checkpoint (en_US lessac) to fine-tune English character voices from",
+    "url:https://huggingface.co/datasets/rhasspy/piper-checkpoints/resolve/main/en/en_US/"
+    f"lessac/medium/{PIPER_BASE_CHECKPOINT}",
+    required_files=(PIPER_BASE_CHECKPOINT,),
+)

@@ -90,3 +90,16 @@ def stacked_bar_png(values: Mapping[str, Mapping[str, float]], xlabel: str,
     if parts:
         ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
+
+
+def curves_png(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
+               title: str = "") -> bytes:
+    """Lines (x, y) by name on one axis: losses over training steps."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    for name, (x, y) in sorted(series.items()):
+        ax.plot(list(x), list(y), label=name, linewidth=1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    if series:
+        ax.legend(fontsize=7)
+    return _png(fig)

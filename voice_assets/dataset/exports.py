@@ -122,12 +122,12 @@ def eligible(rows: pl.DataFrame, limits: TrainerLimits) -> pl.DataFrame:
         df = df.filter(pl.col("text").map_elements(lambda t: len(clean_text(t)),
                                                    return_dtype=pl.Int64) <= limits.max_text_chars)
     if limits.languages is not None:
-        df = df.filter(pl.col("language").map_elements(_sovits_language, return_dtype=pl.Utf8)
+        df = df.filter(pl.col("language").map_elements(sovits_language, return_dtype=pl.Utf8)
                        .is_in(list(limits.languages)))
     return df
 
 
-def _sovits_language(code: str | None) -> str | None:
+def sovits_language(code: str | None) -> str | None:
     c = (code or "").casefold().split("-")[0].split("_")[0]
     return {"jp": "ja", "cn": "zh", "cmn": "zh", "kr": "ko"}.get(c, c) or None
 
@@ -307,7 +307,7 @@ def _export_sovits(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: 
             w.write(r["audio_path"], tmp / name / "wavs" / f"{r['id']}.wav", rate)
             # The list holds the final (absolute) path: GPT-SoVITS opens it as written.
             wav = final / name / "wavs" / f"{r['id']}.wav"
-            lines.append(f"{wav}|{name}|{_sovits_language(r['language'])}|{clean_text(r['text'])}")
+            lines.append(f"{wav}|{name}|{sovits_language(r['language'])}|{clean_text(r['text'])}")
         (tmp / name / f"{name}.list").write_text("".join(f"{x}\n" for x in lines),
                                                  encoding="utf-8")
     return _summary(series, "gpt_sovits", df, rate, final)

@@ -13,6 +13,7 @@ from voice_assets.resources.label_studio import label_studio_resource
 from voice_assets.resources.separator import SeparatorResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.resources.tables import DuckDBTablesIOManager
+from voice_assets.resources.voice_trainer import VoiceTrainerResource
 
 
 def default_resources(layout: Layout | None = None) -> dict[str, Any]:
@@ -28,4 +29,5 @@ def default_resources(layout: Layout | None = None) -> dict[str, Any]:
         "alignment": AlignmentResource(),
         "emotion_recognizer": EmotionRecognizer(home=str(layout.home)),
         "face_detector": FaceDetectorResource(),
+        "voice_trainer": VoiceTrainerResource(),
     }

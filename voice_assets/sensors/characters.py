@@ -28,7 +28,7 @@ TAG_CHANGES = "voice_assets/character_changes"
 
 # The map and every per-episode asset downstream of it, but not the review push.
 REMAPPED_ASSETS = dg.AssetSelection.from_string('key:"character_map"').downstream() - (
-    dg.AssetSelection.groups("review")
+    dg.AssetSelection.groups("review", "voices")
 )
 
 

@@ -30,7 +30,7 @@ MAX_TAG_CHARS = 2000
 # utterances and every episode asset downstream of it, except the review group (no push-back
 # loop). from_string tolerates a code location where utterances is not defined (yet).
 CORRECTED_ASSETS = dg.AssetSelection.from_string('key:"utterances"').downstream() - (
-    dg.AssetSelection.groups("review")
+    dg.AssetSelection.groups("review", "voices")
 )
 
 

@@ -1,0 +1,1 @@
+"""Voices: per-character voice models (trainers, readiness, reference packs, evaluation)."""

@@ -7,6 +7,10 @@
   and 3D animation.
 - ``haar``: OpenCV's frontal-face cascade (ships in opencv): no landmarks, no learned
   embedding; a cheap detector for flat drawn faces.
+- ``animeface``: nagadomi's AnimeFace (imager nvxs) detector for anime-style faces, compiled
+  into the ``animeface`` package (``pip install animeface==2.0.3``): eyes, nose, mouth and
+  chin points, no learned embedding. It looks for anime proportions (large eyes): western
+  cartoon faces, like the synthetic demo's Joe, Grace and Rex, are not found.
 
 Every detection also carries an appearance vector (colour histogram of the face), which tells
 drawn characters apart where face-identity models, trained on photographs, cannot.
@@ -14,6 +18,7 @@ drawn characters apart where face-identity models, trained on photographs, canno
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +35,8 @@ APPEARANCE_BINS = (8, 4, 4)  # hue, saturation, value
 class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels
     score: float
-    landmarks: np.ndarray | None = None  # (n, 2) image pixels: dlib 68 or SCRFD 5 points
+    # (n, 2) image pixels: dlib 68, SCRFD 5, or animeface 6 (ANIMEFACE_POINTS)
+    landmarks: np.ndarray | None = None
 
     @property
     def size(self) -> float:
@@ -196,3 +202,80 @@ class InsightFaceDetector:
     def refine(self, image: np.ndarray, box: tuple[float, float, float, float]
                ) -> Detection | None:
         return None  # SCRFD's five keypoints have no lips
+
+
+ANIMEFACE_POINTS = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right", "chin")
+"""What ``AnimeFaceDetector`` landmarks hold, row by row ("left" and "right" as seen in the
+image): eye and mouth-corner points from the eye and mouth boxes, then nose tip and chin."""
+
+
+class _NvxsImage(ctypes.Structure):
+    """Pillow 4.2.1's ``ImagingMemoryInstance``: the layout animeface's ``_nvxs`` extension
+    was compiled against (its own ``third_party/Pillow-4.2.1`` headers). Pillow 12 made the
+    first field an enum, so from Pillow 12 on, ``animeface.detect(PIL.Image)`` reads the
+    height as 0 and finds nothing, silently; this struct gives the extension the layout it
+    expects, filled from a numpy image, whatever Pillow is installed."""
+
+    _fields_ = [("mode", ctypes.c_char * 7), ("type", ctypes.c_int), ("depth", ctypes.c_int),
+                ("bands", ctypes.c_int), ("xsize", ctypes.c_int), ("ysize", ctypes.c_int),
+                ("palette", ctypes.c_void_p), ("image8", ctypes.c_void_p),
+                ("image32", ctypes.c_void_p), ("image", ctypes.c_void_p),
+                ("block", ctypes.c_void_p), ("pixelsize", ctypes.c_int),
+                ("linesize", ctypes.c_int), ("destroy", ctypes.c_void_p)]
+
+
+class AnimeFaceDetector:
+    """AnimeFace (nagadomi's nvxs, compiled into the ``animeface`` package): frontal anime
+    faces (+-30 degrees) from about 43 px, with eyes, nose, mouth and chin; no identity
+    model (a drawn character's colours, the appearance vector, tell characters apart)."""
+
+    name = "animeface"
+    embedding_dim = 0
+
+    def __init__(self) -> None:
+        try:
+            import animeface
+            from animeface import _nvxs
+        except ImportError as exc:
+            raise ModelMissingError("animeface", "installed Python packages",
+                                    "pip install animeface==2.0.3") from exc
+        if str(getattr(_nvxs, "__file__", "")).endswith(".py"):  # the stub: no compiled nvxs
+            raise ModelMissingError("animeface nvxs extension", _nvxs.__file__,
+                                    "pip install --force-reinstall animeface==2.0.3")
+        self._face, self._nvxs = animeface.Face, _nvxs
+        # The extension reads the image pointer right after the object header, where a ctypes
+        # object keeps the address of its buffer (CPython's CDataObject.b_ptr): check it.
+        probe = _NvxsImage()
+        slot = ctypes.c_void_p.from_address(id(probe) + object.__basicsize__).value
+        if slot != ctypes.addressof(probe):
+            raise RuntimeError("animeface: cannot hand images to its nvxs extension on this "
+                               "Python (CPython's ctypes object layout expected)")
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        pixels = np.zeros((h, w, 4), np.uint8)  # RGBX rows, as Pillow stores "RGB"
+        pixels[:, :, :3] = image
+        rows = pixels.ctypes.data + np.arange(h, dtype=np.uint64) * np.uint64(4 * w)
+        im = _NvxsImage(mode=b"RGB", type=0, depth=8, bands=3, xsize=w, ysize=h,
+                        image=rows.ctypes.data, block=pixels.ctypes.data, pixelsize=4,
+                        linesize=4 * w)
+        out = []
+        for raw in self._nvxs.detect(im):
+            f = self._face(raw)
+            box = f.face.pos
+            eyes = sorted((e.x + e.width / 2, e.y + e.height / 2)
+                          for e in (f.left_eye.pos, f.right_eye.pos))
+            m = f.mouth.pos
+            points = np.array([*eyes, (f.nose.pos.x, f.nose.pos.y),
+                               (m.x, m.y + m.height / 2), (m.x + m.width, m.y + m.height / 2),
+                               (f.chin.pos.x, f.chin.pos.y)], dtype=np.float32)
+            out.append(Detection((float(box.x), float(box.y), float(box.x + box.width),
+                                  float(box.y + box.height)), float(f.likelihood), points))
+        return out
+
+    def embed(self, image: np.ndarray, detection: Detection) -> np.ndarray | None:
+        return None
+
+    def refine(self, image: np.ndarray, box: tuple[float, float, float, float]
+               ) -> Detection | None:
+        return None  # the parts come from the detector pass only

@@ -7,7 +7,13 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
-from voice_assets.faces.detect import DlibDetector, FaceDetector, HaarDetector, InsightFaceDetector
+from voice_assets.faces.detect import (
+    AnimeFaceDetector,
+    DlibDetector,
+    FaceDetector,
+    HaarDetector,
+    InsightFaceDetector,
+)
 from voice_assets.models import get
 from voice_assets.paths import Layout
 
@@ -20,10 +26,12 @@ class FaceDetectorResource(dg.ConfigurableResource):
 
     ``dlib`` (default: weights ship in a package, 68 landmarks for lip motion, works on
     frontal drawn faces), ``insightface`` (SCRFD + ArcFace from the models dir, for films and
-    3D animation), ``haar`` (OpenCV's cascade: boxes only, the cheapest).
+    3D animation), ``haar`` (OpenCV's cascade: boxes only, the cheapest), ``animeface``
+    (AnimeFace's detector for anime-style faces, eyes/nose/mouth/chin points; needs
+    ``pip install animeface==2.0.3``).
     """
 
-    backend: str = Field(default="dlib", description="dlib | insightface | haar")
+    backend: str = Field(default="dlib", description="dlib | insightface | haar | animeface")
     upsample: int = Field(default=1, description="dlib: image upsampling passes (small faces)")
     min_score: float = Field(default=0.3, description="dlib: HOG detection score to keep a face")
     insightface_model: str = Field(default="insightface-buffalo_l",
@@ -50,5 +58,6 @@ def _insightface(res: FaceDetectorResource, layout: Layout) -> FaceDetector:
 BACKENDS: dict[str, Callable[[FaceDetectorResource, Layout], FaceDetector]] = {
     "dlib": lambda res, _layout: DlibDetector(upsample=res.upsample, min_score=res.min_score),
     "haar": lambda _res, _layout: HaarDetector(),
+    "animeface": lambda _res, _layout: AnimeFaceDetector(),
     "insightface": _insightface,
 }

@@ -27,8 +27,10 @@ from voice_assets.errors import VoiceAssetsError
 from voice_assets.partitions import character_key, characters, episodes
 from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
+from voice_assets.resources.storage import StorageResource
 from voice_assets.resources.tables import DuckDBTablesIOManager
 from voice_assets.resources.voice_trainer import VoiceTrainerResource
+from voice_assets.sensors.voices import voice_models_sensor
 from voice_assets.synth.script import CAST
 from voice_assets.synth.voices import STYLES, TTS_SAMPLE_RATE, Synthesizer
 
@@ -117,7 +119,7 @@ def world(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(episodes.name, [EPISODE])
     resources = {**default_resources(layout),
-                 "io_manager": DuckDBTablesIOManager(database=str(home / "warehouse.duckdb"),
+                 "io_manager": DuckDBTablesIOManager(database=str(layout.database),
                                                      schema="voice_assets")}
     stand_ins = [clips_in, splits_in, emotion_in]
     assert dg.materialize([clips_in], partition_key=EPISODE, resources=resources,
@@ -144,7 +146,7 @@ def world(tmp_path_factory):
 def _read(home: Path, table: str) -> pl.DataFrame:
     import duckdb
 
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(Layout(home).database), read_only=True) as con:
         return pl.from_arrow(con.sql(f"SELECT * FROM voice_assets.{table}").to_arrow_table())
 
 
@@ -235,6 +237,21 @@ def test_pipes_trainer_runs_an_external_process_and_records_what_it_reports(worl
     assert world["train"]("demo__grace", trainer(60), force=True).success
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["step"] == 60 and manifest["metadata"]["resumed_from"] == 40
+
+
+def test_sensor_adds_every_character_and_trains_only_the_ready(world):
+    with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"storage": StorageResource(home=str(world["home"])),
+                       "voice_trainer": VoiceTrainerResource(backend="reference")}) as ctx:
+        result = voice_models_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    (add,) = result.dynamic_partitions_requests
+    assert add.partitions_def_name == "characters"
+    assert sorted(add.partition_keys) == ["demo__grace", "demo__joe"]
+    # Grace's three train clips (~10 s) are under a reference pack's 15 s: not requested.
+    assert [r.partition_key for r in result.run_requests] == ["demo__joe"]
+    assert result.run_requests[0].run_key == "voice_models:demo__joe"
 
 
 def test_external_trainer_without_its_repo_names_what_to_install(tmp_path):

@@ -97,6 +97,7 @@ class DlibDetector:
         import face_recognition_models as weights
 
         self.upsample, self.min_score = upsample, min_score
+        self.min_face_px = 80.0 / 2 ** upsample  # HOG's 80 px window, upsampled
         self._detector = dlib.get_frontal_face_detector()
         self._shapes = dlib.shape_predictor(weights.pose_predictor_model_location())
         self._encoder = dlib.face_recognition_model_v1(weights.face_recognition_model_location())
@@ -142,6 +143,7 @@ class HaarDetector:
             raise ModelMissingError("haarcascade_frontalface_default", path,
                                     "pip install 'opencv-python-headless<5'")
         self.min_size, self.min_neighbors = min_size, min_neighbors
+        self.min_face_px = float(min_size)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)

@@ -3,6 +3,11 @@
 Detection runs ``detect_fps`` times a second around speech (``other_fps`` elsewhere); between
 detections every frame up to ``mouth_fps`` is read for mouth motion only, which costs a frame
 conversion and a patch, not a detector pass.
+
+A shot's faces keep their size, so after a full-size pass finds them the next passes of the
+shot run on a frame shrunk until its smallest face is just above what the detector finds
+(``full_pass_every``-th pass at full size again, for faces that come in smaller); the
+landmarks are then read at full size. A close-up's passes cost a fraction of a wide shot's.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voice_assets.faces.detect import FaceDetector
+from voice_assets.faces.detect import Detection, FaceDetector
 from voice_assets.faces.frames import VideoInfo, read_frames, sample_times, video_info
 from voice_assets.faces.tracks import FaceTrack, TrackConfig, Tracker
 from voice_assets.progress import Progress, silent
@@ -26,6 +31,8 @@ class SamplingConfig:
     other_fps: float = 0.5  # ... and elsewhere
     mouth_fps: float = 12.0  # mouth readings per second around speech
     max_width: int = 640
+    full_pass_every: int = 4  # in a shot, every n-th detector pass at full size
+    min_detect_scale: float = 0.25
 
 
 @dataclass
@@ -58,9 +65,13 @@ def track_episode_faces(path: Path, speech: Sequence[tuple[float, float]],
     result = EpisodeFaces(info)
     half_frame = 0.5 / info.fps
     next_detect = 0
+    schedule = _PassScale(sampling, getattr(detector, "min_face_px", None))
     for frame in read_frames(path, times, sampling.max_width):
         if next_detect < detect_at.size and frame.t >= detect_at[next_detect] - half_frame:
-            dets = detector.detect(frame.image)
+            tracker.cut_check(frame.t, frame.image)
+            scale = schedule.scale(tracker.shot)
+            dets = scaled_detect(detector, frame.image, scale)
+            schedule.seen(dets, full=scale >= 1.0)
             tracker.add(frame.t, frame.image, dets)
             result.detections += len(dets)
             result.detector_passes += 1
@@ -77,3 +88,46 @@ def track_episode_faces(path: Path, speech: Sequence[tuple[float, float]],
     if result.frames and not result.tracks:
         result.skipped = f"no faces found in {result.frames} sampled frames"
     return result
+
+
+class _PassScale:
+    """How far a shot's next detector pass may shrink the frame (1: full size)."""
+
+    def __init__(self, sampling: SamplingConfig, min_face_px: float | None) -> None:
+        self.sampling, self.min_face_px = sampling, min_face_px
+        self.shot, self.passes, self.smallest = -1, 0, None
+
+    def scale(self, shot: int) -> float:
+        if shot != self.shot:
+            self.shot, self.passes, self.smallest = shot, 0, None
+        self.passes += 1
+        if (self.min_face_px is None or self.smallest is None
+                or (self.passes - 1) % self.sampling.full_pass_every == 0):
+            return 1.0
+        # 1.3x the detector's smallest face: a margin for faces that turn or move back.
+        return float(np.clip(1.3 * self.min_face_px / self.smallest,
+                             self.sampling.min_detect_scale, 1.0))
+
+    def seen(self, detections: list[Detection], full: bool) -> None:
+        if full:  # a full pass sets the size; no face: the next pass is full again
+            self.smallest = min((d.size for d in detections), default=None)
+            if self.smallest is None:
+                self.passes = 0
+
+
+def scaled_detect(detector: FaceDetector, image: np.ndarray, scale: float) -> list[Detection]:
+    """Detections on ``image`` shrunk by ``scale``, in ``image`` pixels, with landmarks read
+    at full size where the backend refines (else scaled back)."""
+    if scale >= 0.999:
+        return detector.detect(image)
+    import cv2
+
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    out = []
+    for d in detector.detect(small):
+        box = (d.box[0] / scale, d.box[1] / scale, d.box[2] / scale, d.box[3] / scale)
+        fresh = detector.refine(image, box)
+        marks = fresh.landmarks if fresh is not None else (
+            None if d.landmarks is None else d.landmarks / scale)
+        out.append(Detection(box, d.score, marks))
+    return out

@@ -207,8 +207,14 @@ class Tracker:
         self._done: list[FaceTrack] = []
         self._next_id = 0
         self.shot_starts: list[float] = []
+        self._checked: float | None = None
 
-    def _cut_check(self, t: float, image: np.ndarray) -> None:
+    def cut_check(self, t: float, image: np.ndarray) -> None:
+        """Start a new shot when ``image`` is a cut from the last frame seen (idempotent per
+        frame)."""
+        if self._checked == t:
+            return
+        self._checked = t
         hist = frame_histogram(image)
         if is_cut(self._hist, hist, self.config.shot_change):
             self._done += self._open
@@ -219,7 +225,7 @@ class Tracker:
 
     def follow(self, t: float, image: np.ndarray) -> None:
         """A frame between detections: mouths of the tracks detected in the last moments."""
-        self._cut_check(t, image)
+        self.cut_check(t, image)
         for tr in self._open:
             last = tr.obs[-1]
             if t - last.t > self.config.follow_s:
@@ -232,7 +238,7 @@ class Tracker:
 
     def add(self, t: float, image: np.ndarray, detections: list[Detection]) -> None:
         cfg = self.config
-        self._cut_check(t, image)
+        self.cut_check(t, image)
         self._done += [tr for tr in self._open if t - tr.obs[-1].t > cfg.max_gap_s]
         self._open = [tr for tr in self._open if t - tr.obs[-1].t <= cfg.max_gap_s]
         obs = [Observation(t, d, appearance(image, d.box), mouth_region(d)) for d in detections]

@@ -166,3 +166,26 @@ def test_transcript_frame_matches_table_contract():
     assert df.row(0, named=True)["words"][1] == {"word": "there.", "start": 1.4, "end": 2.0,
                                                  "score": 0.8}
     assert [w.word for w in asr.frame_words(df)] == ["Hi", "there."]
+
+
+def test_whisperx_words_stay_with_the_segment_they_were_aligned_for():
+    """whisperx splits "Hello there. How are you?" at the sentence end into two output
+    segments; pairing its output segments with ours in order gave the next segment the second
+    sentence's words. Each segment is aligned on its own and takes every word returned."""
+    first = asr.Segment(0.0, 2.5, "Hello there. How are you?",
+                        [asr.Word("Hello", 0.0, 0.4, 0.9)])
+    second = asr.Segment(3.0, 4.0, "Fine.", [asr.Word("Fine.", 3.0, 3.5, 0.9)])
+    split = {"segments": [
+        {"start": 0.1, "end": 0.9, "words": [
+            {"word": "Hello", "start": 0.1, "end": 0.4, "score": 0.9},
+            {"word": "there.", "start": 0.45, "end": 0.9, "score": 0.8}]},
+        {"start": 1.2, "end": 2.4, "words": [
+            {"word": "How", "start": 1.2, "end": 1.4, "score": 0.9},
+            {"word": "are", "start": 1.45, "end": 1.6, "score": 0.9},
+            {"word": "you?", "start": 1.7, "end": 2.4}]}]}
+    got = asr.realigned(first, split)
+    assert [w.word for w in got.words] == ["Hello", "there.", "How", "are", "you?"]
+    assert (got.start, got.end, got.text) == (0.1, 2.4, first.text)
+    assert got.words[-1].score == 0.0  # no score given: none assumed
+    # A segment whisperx could not align at all keeps the ASR's own words and times.
+    assert asr.realigned(second, {"segments": [{"words": [{"word": "Fine."}]}]}) == second

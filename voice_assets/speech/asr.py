@@ -473,18 +473,30 @@ def whisperx_align(transcript: Transcript, samples: np.ndarray, align_model_dir:
         ) from exc
     align_model, metadata = whisperx.load_align_model(
         language_code=transcript.language, device=device, model_name=str(align_model_dir))
-    result = whisperx.align(
-        [{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments],
-        align_model, metadata, samples, device, return_char_alignments=False)
     out: list[Segment] = []
-    for old, new in zip(transcript.segments, result["segments"], strict=False):
-        words = [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]),
-                      float(w.get("score", 0.0)))
-                 for w in new.get("words", []) if "start" in w and "end" in w]
-        out.append(replace(old, words=words or old.words,
-                           start=words[0].start if words else old.start,
-                           end=words[-1].end if words else old.end))
+    # One segment per call: whisperx re-splits a segment at sentence ends, so its output
+    # segments do not pair with ours; each call's words all belong to the segment sent.
+    for seg in transcript.segments:
+        result = whisperx.align([{"start": seg.start, "end": seg.end, "text": seg.text}],
+                                align_model, metadata, samples, device,
+                                return_char_alignments=False)
+        out.append(realigned(seg, result))
     return replace(transcript, segments=out)
+
+
+def realigned(segment: Segment, result: dict[str, Any]) -> Segment:
+    """``segment`` re-timed by whisperx's ``result`` for it: the words of every output segment
+    (whisperx may split one at a sentence end), in time order. Words it could not align
+    (numbers, symbols: no start/end) drop out of the word list; a segment with none aligned
+    keeps the ASR's words."""
+    words = [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]),
+                  float(w.get("score", 0.0)))
+             for part in result.get("segments", []) for w in part.get("words", [])
+             if "start" in w and "end" in w]
+    words.sort(key=lambda w: (w.start, w.end))
+    if not words:
+        return segment
+    return replace(segment, words=words, start=words[0].start, end=words[-1].end)
 
 
 # --- table ------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
                   "clips"):
         assert rows[asset] == ["x"], status.output
     assert "never" not in rows["dataset_exports"], status.output
-    assert status.output.count("; current") == 5, status.output  # every series output
+    assert status.output.count("; current") == 6, status.output  # every series output
 
     # A re-run of one episode leaves the series outputs behind until `run --series`.
     assert invoke("run", "--episode", key, "--select", "clips").exit_code == 0

@@ -252,3 +252,76 @@ def invoke(*args: str) -> Any:
     from voice_assets.cli import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# ------------------------------------------------------------------ services
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str:
+    """A PostgreSQL server binary: on PATH, else Debian's /usr/lib/postgresql/<v>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).is_file():
+            return str(folder / name)
+    raise FileNotFoundError(f"PostgreSQL's {name} is not installed (Debian: apt-get install "
+                            "postgresql)")
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on a free loopback port (initdb in a temp folder).
+
+    PostgreSQL refuses to run as root; as root the cluster belongs to the `postgres` (else
+    `nobody`) account, in a folder that account can reach.
+    """
+
+    def __init__(self) -> None:
+        import pwd
+
+        self.root = Path(tempfile.mkdtemp(prefix="va-postgres."))
+        self.root.chmod(0o755)
+        self.data, self.port = self.root / "data", free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            user = next((u for u in ("postgres", "nobody") if _has_user(u)), "nobody")
+            entry = pwd.getpwnam(user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            self.prefix = ["runuser", "-u", user, "--"]
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-t", "60", "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                  "start")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self.prefix, *cmd], check=True, capture_output=True, cwd=self.root)
+
+    def stop(self) -> None:
+        try:
+            self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -51,6 +51,9 @@ def _instance():  # -> dg.DagsterInstance, imported lazily: dagster is slow to i
         home = str(_layout().dagster_home)
         os.environ["DAGSTER_HOME"] = home
     Path(home).mkdir(parents=True, exist_ok=True)
+    url = os.environ.get(instance_config.POSTGRES_ENV)
+    if url:  # this process and the daemon, webserver and runs it starts
+        os.environ[instance_config.POSTGRES_ENV] = instance_config.normalise_postgres_url(url)
     managed = instance_config.is_managed(Path(home))
     if managed:
         plan = _run_plan()

@@ -102,8 +102,36 @@ def plan_runs(machine: Machine, env: dict[str, str] | None = None) -> RunPlan:
     return RunPlan(machine, max_runs, model_slots, threads, run_gb)
 
 
-def render(plan: RunPlan) -> str:
-    """dagster.yaml for ``plan``: a bounded run queue, op-level pools, no telemetry."""
+POSTGRES_ENV = "VOICE_ASSETS_POSTGRES_URL"
+
+
+def postgres_storage() -> str:
+    """The instance's run, event-log and schedule storage in PostgreSQL (dagster-postgres),
+    read from $VOICE_ASSETS_POSTGRES_URL when the instance loads (the secret stays out of
+    the file)."""
+    return ("# Runs, events and schedules in PostgreSQL: every machine of the deployment sees\n"
+            f"# one history (set by {POSTGRES_ENV}).\n"
+            "storage:\n"
+            "  postgres:\n"
+            "    postgres_url:\n"
+            f"      env: {POSTGRES_ENV}\n")
+
+
+def normalise_postgres_url(url: str) -> str:
+    """``url`` with the psycopg2 driver named (SQLAlchemy 2.1 reads a bare ``postgresql://``
+    as psycopg 3, which is not installed; dagster-postgres ships with psycopg2)."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
+
+
+def render(plan: RunPlan, postgres: bool | None = None) -> str:
+    """dagster.yaml for ``plan``: a bounded run queue, op-level pools, no telemetry; storage
+    in PostgreSQL when ``postgres`` (default: when $VOICE_ASSETS_POSTGRES_URL is set), else
+    Dagster's local SQLite files."""
+    if postgres is None:
+        postgres = bool(os.environ.get(POSTGRES_ENV))
     return (
         f"{MARKER} from this machine ({plan.describe()}).\n"
         "# It is rewritten when the CLI starts; delete the line above to manage this file\n"
@@ -122,7 +150,7 @@ def render(plan: RunPlan) -> str:
         "  pools:\n"
         f"    default_limit: {plan.model_slots}\n"
         "    granularity: op\n"
-    )
+    ) + (postgres_storage() if postgres else "")
 
 
 def is_managed(dagster_home: Path) -> bool:

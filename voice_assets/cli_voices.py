@@ -45,7 +45,7 @@ def voices_train(keys: tuple[str, ...], all_ready: bool, trainer: str | None,
     """Train the voice of each KEY (`<series>__<character>`, see `voices list`)."""
     import polars as pl
 
-    from voice_assets.cli import _instance, _preflight
+    from voice_assets.cli import _explain, _instance, _preflight
     from voice_assets.definitions import build_defs
     from voice_assets.partitions import characters
     from voice_assets.sensors.voices import load_readiness
@@ -75,9 +75,10 @@ def voices_train(keys: tuple[str, ...], all_ready: bool, trainer: str | None,
         instance.add_dynamic_partitions(characters.name, missing)
     trainer_cfg = {"backend": backend, **({"max_steps": max_steps} if max_steps else {})}
     run_config = {"ops": {"voice_models": {"config": {"force": force}}},
-                  "resources": {"voice_trainer": {"config": trainer_cfg}}}
+                  "resources": {"voice_trainer": {"config": trainer_cfg}},
+                  "loggers": {"console": {"config": {"log_level": "INFO"}}}}
     job = build_defs().resolve_job_def("train_voice_models")
-    failed = []
+    failed, trained = [], []
     for key in chosen:
         click.echo(f"{key}: training ({backend})", err=True)
         result = job.execute_in_process(partition_key=key, instance=instance,
@@ -85,12 +86,22 @@ def voices_train(keys: tuple[str, ...], all_ready: bool, trainer: str | None,
                                         tags={"voice_assets/source": "cli"})
         if not result.success:
             failed.append(key)
+            _explain(result)
             continue
         mat = result.asset_materializations_for_node("voice_models")
-        status = mat[0].metadata.get("status") if mat else None
-        click.echo(f"{key}: {getattr(status, 'value', status)}")
+        meta = mat[0].metadata if mat else {}
+        status = getattr(meta.get("status"), "value", None)
+        if status == "trained":
+            trained.append(key)
+            folder = getattr(meta.get("folder"), "value", "")
+            click.echo(f"{key}: trained ({backend}, step {meta['step'].value}) in {folder}")
+        else:
+            missing = getattr(meta.get("missing"), "value", "")
+            click.echo(f"{key}: not trained, below the {backend} floor: {missing} "
+                       "(--force to train anyway)", err=True)
     if failed:
         click.secho(f"failed: {', '.join(failed)}", fg="red", err=True)
+    if failed or not trained:
         sys.exit(1)
 
 

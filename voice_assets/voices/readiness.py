@@ -120,7 +120,7 @@ def shortfalls(fig: DataFigures, floor: TrainerMinimum) -> list[str]:
         out.append(f"pitch spread {fig.pitch_range_st:.1f} of {floor.pitch_range_st:g} "
                    "semitones")
     if fig.median_snr_db < floor.median_snr_db:
-        out.append(f"median SNR {fig.median_snr_db:.0f} of {floor.median_snr_db:g} dB")
+        out.append(f"median SNR {fig.median_snr_db:.1f} of {floor.median_snr_db:g} dB")
     return out
 
 

@@ -19,6 +19,7 @@ import soundfile as sf
 from voice_assets.atomic import atomic_dir
 from voice_assets.dataset.exports import sovits_language
 from voice_assets.dataset.prosody import resample
+from voice_assets.errors import VoiceAssetsError
 
 PROMPT_MIN_S = 3.0
 PROMPT_MAX_S = 10.0
@@ -39,7 +40,7 @@ class Prompt:
     source: str  # the clip's WAV in the dataset
 
 
-class NotEnoughPrompts(ValueError):
+class NotEnoughPrompts(VoiceAssetsError):
     """The character has fewer usable prompts than the pack needs."""
 
 

@@ -25,7 +25,7 @@ def test_peak_rss_is_reset_between_stages():
 
 def test_format_table_and_json_round_trip():
     stages = [bench.StageResult(s, 1.5, 0.05, 800.0, 600.0, {"n": 3}) for s in bench.STAGES]
-    report = bench.BenchReport("ep.mkv", None, 30.0, stages, 10.5, 0.35, 900.0, "vmhwm",
+    report = bench.BenchReport("ep.mkv", None, 30.0, stages, 10.5, 0.35, 900.0, 2.5, "vmhwm",
                                "cpu", 2, {"asr_model": "tiny.en"})
     table = bench.format_table(report)
     for s in bench.STAGES:
@@ -33,7 +33,8 @@ def test_format_table_and_json_round_trip():
     assert "end to end" in table and "0.350" in table
     data = json.loads(report.to_json())
     assert [s["stage"] for s in data["stages"]] == list(bench.STAGES)
-    assert data["total_rtf"] == 0.35
+    assert data["total_rtf"] == 0.35 and data["total_load_s"] == 2.5
+    assert "load s" in table
 
 
 @pytest.mark.slow
@@ -48,6 +49,11 @@ def test_benchmark_on_demo_episode(demo_episode, tmp_path):
     assert report.total_wall_s >= sum(s.wall_s for s in report.stages) - 1e-6
     assert report.total_rtf == pytest.approx(report.total_wall_s / report.audio_s)
     assert report.peak_rss_mb >= max(s.peak_rss_mb for s in report.stages)
+    # Model loading is reported apart, inside each model stage's wall time.
+    for stage in ("stems", "diarization", "transcript", "faces"):
+        assert 0 < by_load(report, stage) < next(s.wall_s for s in report.stages
+                                                 if s.stage == stage), stage
+    assert report.total_load_s == pytest.approx(sum(s.load_s for s in report.stages))
     by = {s.stage: s for s in report.stages}
     assert by["alignment"].detail["lines"] > 0
     # ASR text against the subtitles' dialogue, normalised (measured 0.056 on the demo).
@@ -55,3 +61,7 @@ def test_benchmark_on_demo_episode(demo_episode, tmp_path):
     assert by["utterances"].detail["rows"] > 0
     assert by["faces"].detail["tracks"] > 10 and by["faces"].detail["turns_with_face"] > 0
     print(bench.format_table(report))
+
+
+def by_load(report: bench.BenchReport, stage: str) -> float:
+    return next(s.load_s for s in report.stages if s.stage == stage)

@@ -109,10 +109,13 @@ def peak_rss() -> Iterator[_Peak]:
 class StageResult:
     stage: str
     wall_s: float
-    rtf: float  # processing seconds per second of audio
+    rtf: float  # processing seconds per second of audio (model loading included)
     peak_rss_mb: float
     rss_after_mb: float
     detail: dict[str, Any] = field(default_factory=dict)
+    # Of wall_s: loading the stage's models and their first call on a second of silence
+    # (weights, imports, JIT compilation), paid once per process.
+    load_s: float = 0.0
 
 
 @dataclass
@@ -124,6 +127,7 @@ class BenchReport:
     total_wall_s: float
     total_rtf: float
     peak_rss_mb: float
+    total_load_s: float
     memory_method: str
     device: str
     cpu_count: int
@@ -141,16 +145,17 @@ def format_table(report: BenchReport) -> str:
     head = (f"{Path(report.media).name}: {report.audio_s:.1f} s of audio, "
             f"device {report.device}, {report.cpu_count} CPUs, "
             f"peak memory by {report.memory_method}")
-    rows = [("stage", "wall s", "RTF", "peak RSS MB", "notes")]
+    rows = [("stage", "wall s", "load s", "RTF", "peak RSS MB", "notes")]
     for s in report.stages:
         notes = ", ".join(f"{k}={v}" for k, v in s.detail.items())
-        rows.append((s.stage, f"{s.wall_s:.2f}", f"{s.rtf:.3f}", f"{s.peak_rss_mb:.0f}", notes))
-    rows.append(("end to end", f"{report.total_wall_s:.2f}", f"{report.total_rtf:.3f}",
-                 f"{report.peak_rss_mb:.0f}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((s.stage, f"{s.wall_s:.2f}", f"{s.load_s:.2f}", f"{s.rtf:.3f}",
+                     f"{s.peak_rss_mb:.0f}", notes))
+    rows.append(("end to end", f"{report.total_wall_s:.2f}", f"{report.total_load_s:.2f}",
+                 f"{report.total_rtf:.3f}", f"{report.peak_rss_mb:.0f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [head, ""]
     for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [r[k].rjust(widths[k]) for k in (1, 2, 3)] + [r[4]]
+        cells = [r[0].ljust(widths[0])] + [r[k].rjust(widths[k]) for k in (1, 2, 3, 4)] + [r[5]]
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
@@ -164,16 +169,26 @@ class _Timer:
     def __init__(self) -> None:
         self.stages: list[StageResult] = []
         self.method = ""
+        self._load = 0.0
+
+    def load(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` (a model load and warm-up) as the current stage's load time."""
+        t0 = time.perf_counter()
+        value = fn()
+        self._load += time.perf_counter() - t0
+        return value
 
     def run(self, stage: str, fn: Callable[[], Any],
             detail: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+        self._load = 0.0
         with peak_rss() as mem:
             t0 = time.perf_counter()
             value = fn()
             wall = time.perf_counter() - t0
         self.method = mem.method
         self.stages.append(StageResult(stage, wall, 0.0, mem.peak_kb / 1024,
-                                       _rss_kb() / 1024, detail(value) if detail else {}))
+                                       _rss_kb() / 1024, detail(value) if detail else {},
+                                       load_s=self._load))
         return value
 
 
@@ -198,6 +213,7 @@ def run_benchmark(media_path: Path, subtitles: Path | None = None, *,
 
 def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: str | None,
          work: Path, progress: Progress) -> BenchReport:
+    import numpy as np
     import polars as pl
 
     from voice_assets.media.decode import decode_episode_audio
@@ -235,6 +251,7 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         else:
             raise ValueError(f"unknown separation backend '{backend}'; choose from "
                              f"{sep.BACKENDS}")
+        timer.load(lambda: separator.vocals(np.zeros(separator.sample_rate, np.float32), 1.0))
         return sep.separate_file(audio.dataset_path, work / "stems", separator, progress)
 
     stems = timer.run("stems", separate, lambda s: {"backend": s.backend})
@@ -254,6 +271,8 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         from voice_assets.speech.embeddings import SpeakerEncoder
 
         encoder = SpeakerEncoder(get("resemblyzer-ge2e").require())
+        timer.load(lambda: encoder.embed_windows(np.zeros(2 * asr.SAMPLE_RATE, np.float32),
+                                                 np.zeros(1), 1.5))
         return diarization.diarize_embed_cluster(samples16k, regions, encoder,
                                                  progress=progress)
 
@@ -262,7 +281,7 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
 
     def transcribe() -> Any:
         device, _ = asr.default_device()
-        model = asr.load_whisper(str(asr.resolve_model(asr_model)))
+        model = timer.load(lambda: asr.load_whisper(str(asr.resolve_model(asr_model))))
         return asr.transcribe(model, samples16k, region_list, model_name=asr_model,
                               batch_size=asr.default_batch_size(device), progress=progress)
 
@@ -308,7 +327,8 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         from voice_assets.faces.episode import track_episode_faces
         from voice_assets.faces.speaking import Turn, speaking_faces
 
-        found = track_episode_faces(media_path, region_list, DlibDetector(), progress=progress)
+        detector = timer.load(DlibDetector)
+        found = track_episode_faces(media_path, region_list, detector, progress=progress)
         turns = [Turn(t.speaker, t.start, t.end) for t in diar.turns]
         ranked = speaking_faces(turns, [t.activity_series() for t in found.tracks])
         return found, ranked
@@ -327,6 +347,7 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         media=str(media_path), subtitles=str(subtitles) if subtitles else None,
         audio_s=duration, stages=timer.stages, total_wall_s=total,
         total_rtf=total / duration if duration > 0 else 0.0,
+        total_load_s=sum(s.load_s for s in timer.stages),
         peak_rss_mb=max([ru_peak_kb / 1024] + [s.peak_rss_mb for s in timer.stages]),
         memory_method=timer.method, device=device, cpu_count=os.cpu_count() or 1,
         settings={"asr_model": asr_model, "separation": separation or "default"},

@@ -294,3 +294,28 @@ def test_export_loads_in_piper_and_speaks(resumed_run: dict[str, Any], tmp_path:
     # so the length is at least (phoneme ids x hop); the upper bound only catches a blow-up.
     assert phoneme_ids * HOP <= audio.size < 30 * rate
     assert float(np.max(np.abs(audio))) > 0.0
+
+
+def test_a_japanese_voice_trains_with_pipers_openjtalk_phonemiser(tmp_path: Path) -> None:
+    """Anime is mostly Japanese: Kokoro's Hana reads four lines of the generator's Japanese
+    script; piper phonemises them with OpenJTalk (no espeak voice), trains two steps, and the
+    exported voice speaks an unseen Japanese line."""
+    from voice_assets.synth.script import CAST, LINES_JA
+
+    synth = Synthesizer(0)
+    clips = []
+    for k, (text, _style) in enumerate(LINES_JA[:4]):
+        text = text.replace("{other}", "ケンジ")
+        path = tmp_path / "clips" / f"ja{k}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, synth.speak(text, CAST["Hana"].voice, STYLES["neutral"]), 22_050)
+        clips.append((path, text))
+    dataset = prepare_dataset(clips, tmp_path / "dataset", "ja")
+    config = TrainConfig(max_steps=2, **{**TINY, "batch_size": 2, "validation_split": 0.0})
+    result = train(dataset, tmp_path / "work", config)
+    assert result.global_step == 2
+    voice_config = json.loads(result.config_path.read_text())
+    assert voice_config["phoneme_type"] == "japanese"  # OpenJTalk, not espeak
+    audio, rate = synthesize(export_onnx(result.checkpoint, tmp_path / "out"),
+                             "こんにちは、元気ですか。")
+    assert rate == 22_050 and np.isfinite(audio).all() and 0.2 < audio.size / rate < 30

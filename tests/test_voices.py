@@ -213,7 +213,7 @@ def test_reference_pack_holds_the_characters_kept_clips_in_each_layout(world):
     # their transcripts match the audio.
     row = _read(world["home"], "voice_models").filter(pl.col("key") == "demo__joe").row(
         0, named=True)
-    assert row["status"] == "trained" and row["eval_lines"] == 4
+    assert row["status"] == "trained" and row["eval_lines"] == 4 and row["judged_on"] == "prompts"
     assert row["similarity_margin"] > 0, row
     assert row["wer"] <= 0.1, row
     assert _checks(result)["voice_model_quality"].passed
@@ -290,6 +290,7 @@ def test_piper_voice_trains_resumes_speaks_and_is_judged(world, tmp_path, monkey
     # Judged on Joe's two validation lines: every figure computed, the samples kept. Eight
     # steps of a tiny model say noise, so the figures are recorded, not asserted good.
     assert row["eval_lines"] == 2 and len(row["samples"]) == 2
+    assert row["judged_on"] == "validation"
     for name in ("similarity_own", "similarity_other", "wer", "duration_ratio"):
         assert row[name] is not None and np.isfinite(row[name]), name
     quality = _checks(second)["voice_model_quality"]

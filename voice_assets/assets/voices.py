@@ -216,10 +216,16 @@ def voice_models(context: dg.AssetExecutionContext, config: VoiceModelConfig,
     rows = dataset_rows(clips, dataset_splits, emotion_tags).filter(pl.col("series") == series)
     mine = rows.filter(pl.col("character") == character)
     languages = mine["language"].drop_nulls().to_list()
+    held, judged_on = mine.filter(pl.col("split") == "validation"), "validation"
+    if held.is_empty():
+        held, judged_on = mine.filter(pl.col("split") == "test"), "test"
+    if held.is_empty():
+        judged_on = "train"
+        context.log.warning("%s has no validation or test clips: judged on train lines, "
+                            "which flatters the model", key)
     data = TrainingSet(series, character, max(set(languages), key=languages.count)
                        if languages else None,
-                       mine.filter(pl.col("split") == "train").sort("id"),
-                       mine.filter(pl.col("split") == "validation").sort("id"))
+                       mine.filter(pl.col("split") == "train").sort("id"), held.sort("id"))
     history: list[dict[str, Any]] = []
 
     def progress(event: dict[str, Any]) -> None:
@@ -241,6 +247,8 @@ def voice_models(context: dg.AssetExecutionContext, config: VoiceModelConfig,
                          "train_clips": data.train.height,
                          "validation_clips": data.validation.height,
                          "eval_lines": figures_.get("lines", 0),
+                         "judged_on": ("prompts" if voice.speak is None else judged_on)
+                         if result else None,
                          **{k: figures_.get(k) for k in (
                              "similarity_own", "similarity_other", "similarity_margin", "wer",
                              "duration_ratio", "loudness_lufs")},

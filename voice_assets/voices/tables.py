@@ -16,7 +16,7 @@ VOICE_MODEL_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.Utf8(), "series": pl.Utf8(), "character": pl.Utf8(), "trainer": pl.Utf8(),
     "status": pl.Utf8(), "reasons": pl.List(pl.Utf8()), "folder": pl.Utf8(),
     "step": pl.Int64(), "train_clips": pl.Int64(), "validation_clips": pl.Int64(),
-    "eval_lines": pl.Int64(), "similarity_own": pl.Float64(),
+    "eval_lines": pl.Int64(), "judged_on": pl.Utf8(), "similarity_own": pl.Float64(),
     "similarity_other": pl.Float64(), "similarity_margin": pl.Float64(), "wer": pl.Float64(),
     "duration_ratio": pl.Float64(), "loudness_lufs": pl.Float64(),
     "samples": pl.List(pl.Utf8()),
@@ -33,6 +33,8 @@ VOICE_MODEL_DESCRIPTIONS: dict[str, str] = {
     "train_clips": "Train clips the model learned from.",
     "validation_clips": "Held-out clips it was judged on.",
     "eval_lines": "Held-out lines synthesised for evaluation (a pack: its prompts).",
+    "judged_on": "What the model was judged on: 'validation', 'test' (no validation clips), "
+    "'train' (no held-out clips at all: the figures flatter it) or 'prompts' (a pack).",
     "similarity_own": "Mean cosine of the synthesised lines to the character's held-out clips "
     "(the project's speaker embedder).",
     "similarity_other": "Best mean cosine to another character of the series (null: none).",

@@ -49,7 +49,7 @@ def has_kana(text: str) -> bool:
 def _tokenizer() -> Any:
     from sudachipy import dictionary
 
-    return dictionary.Dictionary(dict="core").create()
+    return dictionary.Dictionary(dict="core").tokenizer()
 
 
 def to_katakana(text: str) -> str:
@@ -60,6 +60,13 @@ def to_katakana(text: str) -> str:
 
 def morphemes(text: str) -> list[Morpheme]:
     """The text's morphemes in order (SudachiPy, split mode C: whole words)."""
+    return list(_morphemes(text))
+
+
+@lru_cache(maxsize=8192)
+def _morphemes(text: str) -> tuple[Morpheme, ...]:
+    """Cached: alignment, the ASR segment split and the clip text each ask for a line's
+    morphemes."""
     from sudachipy import tokenizer
 
     out: list[Morpheme] = []
@@ -69,7 +76,7 @@ def morphemes(text: str) -> list[Morpheme]:
             spoken = m.part_of_speech()[0] not in _NOT_SPOKEN and m.surface().strip()
             reading = to_katakana(m.reading_form() or m.surface()) if spoken else None
             out.append(Morpheme(m.surface(), reading, base + m.begin(), base + m.end()))
-    return out
+    return tuple(out)
 
 
 def readings(text: str) -> list[str]:

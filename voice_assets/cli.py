@@ -223,32 +223,44 @@ def run_pipeline(
             continue
         job = defs.resolve_job_def(job_name)
         for key in tqdm(episodes_to_run, desc="episodes", unit="ep", file=sys.stderr):
-            result = job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                asset_selection=chosen,
-                raise_on_error=False,
-                run_config=quiet,
-                tags={"voice_assets/source": "cli", WORKER_TAG: worker_id()},
-            )
+            result = _execute(job, instance, chosen, quiet, key,
+                              {"voice_assets/source": "cli", WORKER_TAG: worker_id()})
             _warnings(instance, key, result.run_id)
             if not result.success:
                 ok = False
                 click.secho(f"{key}: run {result.run_id} failed", fg="red", err=True)
                 _explain(result)
     if cross and series_outputs and ok:
-        result = defs.resolve_job_def("series_datasets").execute_in_process(
-            instance=instance,
-            asset_selection=cross,
-            raise_on_error=False,
-            run_config=quiet,
-            tags={"voice_assets/source": "cli", WORKER_TAG: worker_id()},
-        )
+        result = _execute(defs.resolve_job_def("series_datasets"), instance, cross, quiet, None,
+                          {"voice_assets/source": "cli", WORKER_TAG: worker_id()})
         if not result.success:
             click.secho(f"series outputs: run {result.run_id} failed", fg="red", err=True)
             _explain(result)
         ok = ok and result.success
     return ok
+
+
+def _execute(job, instance, selection, run_config, partition_key, tags):
+    """Run ``job`` on ``selection``: in this process, or, with the celery executor, as a run
+    whose steps the celery workers execute (this process orchestrates and waits)."""
+    import dagster as dg
+
+    from voice_assets import definitions
+    from voice_assets.distributed import celery_enabled
+
+    if not celery_enabled():
+        return job.execute_in_process(partition_key=partition_key, instance=instance,
+                                      asset_selection=selection, raise_on_error=False,
+                                      run_config=run_config, tags=tags)
+    target = {"episode_pipeline": definitions.episode_pipeline_job,
+              "series_datasets": definitions.series_datasets_job}.get(job.name)
+    if target is None:
+        raise click.UsageError(f"{job.name} does not run on celery workers")
+    if partition_key is not None:
+        tags = {**tags, "dagster/partition": partition_key}
+    return dg.execute_job(dg.reconstructable(target), instance=instance,
+                          run_config=run_config, tags=tags, asset_selection=list(selection),
+                          raise_on_error=False)
 
 
 def _warnings(instance, key: str, run_id: str) -> None:
@@ -426,6 +438,28 @@ def watch() -> None:
 
 # The same command under the name a server's service manager looks for.
 main.add_command(watch, name="daemon")
+
+
+@main.command()
+@click.option("--queue", "queues", multiple=True,
+              help="Queues to take steps from (repeatable): 'dagster' (everything but the "
+              "model stages) and/or 'gpu' (the model stages). Default: both.")
+@click.option("--name", default="voice-assets", show_default=True,
+              help="Worker name (the host is appended).")
+def worker(queues: tuple[str, ...], name: str) -> None:
+    """A celery worker that executes the steps of runs launched with
+    VOICE_ASSETS_EXECUTOR=celery (broker: VOICE_ASSETS_REDIS_URL). One step at a time in one
+    process, so its models stay loaded between steps."""
+    from voice_assets.distributed import DEFAULT_QUEUE, GPU_QUEUE, REDIS_ENV
+
+    if not os.environ.get(REDIS_ENV):
+        raise click.UsageError(f"set {REDIS_ENV} to the Redis broker (redis://host:6379/0)")
+    chosen = list(queues) or [DEFAULT_QUEUE, GPU_QUEUE]
+    unknown = [q for q in chosen if q not in (DEFAULT_QUEUE, GPU_QUEUE)]
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}", param_hint="--queue")
+    _exec("celery", ["-A", "voice_assets.celery_worker", "worker", "--pool", "solo",
+                     "--loglevel", "INFO", "-Q", ",".join(chosen), "-n", f"{name}@%h"])
 
 
 # --------------------------------------------------------------------------- corrections

@@ -6,6 +6,7 @@ import dagster as dg
 
 from voice_assets import assets as assets_package
 from voice_assets.assets.human_input import corrections, speaker_names
+from voice_assets.distributed import executor
 from voice_assets.partitions import characters, episodes
 from voice_assets.paths import Layout
 from voice_assets.resources import default_resources
@@ -44,7 +45,7 @@ series_assets = [
 # once per step (the multiprocess default would reload separation, diarization and ASR in each
 # step's process). Runs, not steps, are what run side by side: the instance's run queue and
 # model pool (voice_assets/instance_config.py) size that to the machine.
-EXECUTOR = dg.in_process_executor
+EXECUTOR = executor()  # in-process, or celery workers (voice_assets/distributed.py)
 
 episode_pipeline = dg.define_asset_job(
     "episode_pipeline",
@@ -81,6 +82,17 @@ if review_assets:
         )
     )
 
+
+
+def episode_pipeline_job() -> dg.JobDefinition:
+    """The episode pipeline, for runs whose steps other processes execute (celery workers
+    rebuild it from this module-level function)."""
+    return defs.resolve_job_def("episode_pipeline")
+
+
+def series_datasets_job() -> dg.JobDefinition:
+    """The series job, reconstructable like `episode_pipeline_job`."""
+    return defs.resolve_job_def("series_datasets")
 
 
 def build_defs(layout: Layout | None = None) -> dg.Definitions:

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from voice_assets.automation import series_rebuild
+from voice_assets.distributed import GPU_STAGE_TAGS
 from voice_assets.instance_config import LABEL_STUDIO_POOL, MODELS_POOL, SERIES_POOL
 from voice_assets.partitions import episodes
 
@@ -21,7 +22,8 @@ EPISODE_TABLE: dict[str, str] = {"partition_expr": "episode"}
 episode_asset_kwargs: dict = {"partitions_def": episodes, "metadata": EPISODE_TABLE}
 # A per-episode asset that runs a neural network over the whole episode: these share the
 # machine's model slots (voice_assets/instance_config.py).
-model_asset_kwargs: dict = {**episode_asset_kwargs, "pool": MODELS_POOL}
+model_asset_kwargs: dict = {**episode_asset_kwargs, "pool": MODELS_POOL,
+                             "op_tags": GPU_STAGE_TAGS}
 # Cross-episode outputs rebuilt from every episode: kept current by declarative automation,
 # once per batch of episode runs (voice_assets/automation.py), one rebuild at a time.
 series_asset_kwargs: dict = {"automation_condition": series_rebuild(), "pool": SERIES_POOL}

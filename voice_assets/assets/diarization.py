@@ -11,6 +11,7 @@ import polars as pl
 from voice_assets.assets.common import EPISODE_TABLE, png_md, round_metadata, table_metadata
 from voice_assets.assets.stems import episode_check, one_row
 from voice_assets.assets.voice_activity import interval_problems
+from voice_assets.distributed import GPU_STAGE_TAGS
 from voice_assets.instance_config import MODELS_POOL
 from voice_assets.partitions import episodes
 from voice_assets.plots import bar_png, timeline_png
@@ -46,6 +47,7 @@ MIN_SPEECH_S = 2.0
     partitions_def=episodes,
     group_name=GROUP,
     pool=MODELS_POOL,
+    op_tags=GPU_STAGE_TAGS,
 )
 def diarization(
     context: dg.AssetExecutionContext,

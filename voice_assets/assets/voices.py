@@ -21,6 +21,7 @@ from voice_assets.assets.common import md_table, png_md, series_asset_kwargs, ta
 from voice_assets.atomic import write_wav
 from voice_assets.dataset.exports import character_dirs, dataset_rows
 from voice_assets.dataset.prosody import f0_track, resample
+from voice_assets.distributed import GPU_STAGE_TAGS
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.instance_config import TRAINING_POOL
 from voice_assets.partitions import character_key, characters
@@ -172,7 +173,8 @@ def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
 
 @dg.asset(
     **table_asset_kwargs({"partitions_def": characters, "metadata": {"partition_expr": "key"},
-                          "pool": TRAINING_POOL}, VOICE_MODEL_SCHEMA, VOICE_MODEL_DESCRIPTIONS),
+                          "pool": TRAINING_POOL, "op_tags": GPU_STAGE_TAGS},
+                         VOICE_MODEL_SCHEMA, VOICE_MODEL_DESCRIPTIONS),
     group_name=GROUP, kinds={"polars", "duckdb", "pytorch"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},
     check_specs=[dg.AssetCheckSpec(n, asset="voice_models", description=d)

@@ -305,3 +305,21 @@ def test_piper_voice_trains_resumes_speaks_and_is_judged(world, tmp_path, monkey
     assert res.exit_code == 0, res.output
     info = sf.info(out)
     assert info.samplerate == 22_050 and 0.2 < info.duration < 30
+
+
+def test_readiness_counts_every_clip_and_reads_pitch_from_a_sample():
+    """A character with 150 train clips: minutes and clips count all of them; pitch is read
+    from at most 60, spread over the set."""
+    from voice_assets.voices.readiness import figures
+
+    rows = pl.DataFrame({"id": [f"c{i:03d}" for i in range(160)],
+                         "split": ["train"] * 150 + ["validation"] * 10,
+                         "duration_s": [4.0] * 160, "snr_db": [30.0] * 160,
+                         "emotion": ["neutral"] * 160,
+                         "audio_path": [f"/clips/c{i:03d}.wav" for i in range(160)]})
+    read: list[str] = []
+    fig = figures(rows, lambda p: read.append(p) or 100.0 + len(read), pitch_clips=60)
+    assert fig.train_clips == 150 and fig.train_minutes == pytest.approx(10.0)
+    assert fig.validation_clips == 10
+    assert 50 <= len(read) <= 60 and read[0] == "/clips/c000.wav" and read[-1] >= "/clips/c140"
+    assert fig.pitch_range_st > 0

@@ -77,12 +77,7 @@ def voice_readiness(context: dg.AssetExecutionContext, clips: pl.DataFrame,
                                             key=lambda g: (str(g[0][0]), str(g[0][1]))):
         if not trainable(character):
             continue
-        train = part.filter(pl.col("split") == "train")
-        step = max(1, train.height // PITCH_CLIPS)
-        sampled = set(train["id"].to_list()[::step])
-        per[(str(series), str(character))] = figures(
-            part.filter((pl.col("split") != "train") | pl.col("id").is_in(sampled)),
-            _median_f0) if train.height else figures(part, _median_f0)
+        per[(str(series), str(character))] = figures(part, _median_f0, PITCH_CLIPS)
         context.log.info("%s/%s: %.1f train minutes in %d clips", series, character,
                          per[(series, character)].train_minutes,
                          per[(series, character)].train_clips)

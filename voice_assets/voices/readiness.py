@@ -88,19 +88,22 @@ def pitch_range_st(median_f0_hz: Sequence[float]) -> float:
     return float(12.0 * np.log2(hi / lo))
 
 
-def figures(rows: pl.DataFrame, median_f0: Callable[[str], float]) -> DataFigures:
-    """The figures of one character's dataset rows; ``median_f0`` reads a clip's pitch."""
+def figures(rows: pl.DataFrame, median_f0: Callable[[str], float],
+            pitch_clips: int = 60) -> DataFigures:
+    """The figures of one character's dataset rows; ``median_f0`` reads a clip's pitch, for
+    at most ``pitch_clips`` train clips spread evenly over them (the counts use them all)."""
     train = rows.filter(pl.col("split") == "train")
     emotions = {e for e in (train["emotion"].to_list() if "emotion" in train.columns else [])
                 if e}
     snr = train["snr_db"].drop_nulls().to_numpy() if train.height else np.zeros(0)
+    paths = [p for p in train["audio_path"].to_list() if p] if train.height else []
+    step = max(1, int(np.ceil(len(paths) / max(pitch_clips, 1))))
     return DataFigures(
         train_minutes=float(train["duration_s"].sum()) / 60.0 if train.height else 0.0,
         train_clips=train.height,
         validation_clips=rows.filter(pl.col("split") == "validation").height,
         emotions=max(len(emotions), 1 if train.height else 0),
-        pitch_range_st=pitch_range_st([median_f0(p) for p in train["audio_path"].to_list()
-                                       if p]),
+        pitch_range_st=pitch_range_st([median_f0(p) for p in paths[::step]]),
         median_snr_db=float(np.median(snr)) if snr.size else 0.0,
     )
 

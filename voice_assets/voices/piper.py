@@ -96,11 +96,4 @@ def load_speaker(folder: Path) -> Callable[[str], tuple[np.ndarray, int]]:
         raise VoiceAssetsError(f"{folder} holds no piper voice ({onnx.name} and its .json); "
                                "train it with `voice-assets voices train`")
     voice = _voice(str(onnx), onnx.stat().st_mtime)
-
-    def speak(text: str) -> tuple[np.ndarray, int]:
-        chunks = [np.asarray(c.audio_float_array, dtype=np.float32)
-                  for c in voice.synthesize(text)]
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        return audio, int(voice.config.sample_rate)
-
-    return speak
+    return lambda text: piper_train.speak(voice, text)

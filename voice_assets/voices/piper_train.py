@@ -609,7 +609,11 @@ def synthesize(onnx_path: Path, text: str) -> tuple[np.ndarray, int]:
     """Speak ``text`` with an exported voice through piper's own API: (float32 mono, rate)."""
     from piper import PiperVoice
 
-    voice = PiperVoice.load(str(onnx_path))
+    return speak(PiperVoice.load(str(onnx_path)), text)
+
+
+def speak(voice: Any, text: str) -> tuple[np.ndarray, int]:
+    """``text`` said by a loaded ``piper.PiperVoice``: (float32 mono, rate)."""
     chunks = [np.asarray(c.audio_float_array, dtype=np.float32) for c in voice.synthesize(text)]
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     return audio, int(voice.config.sample_rate)

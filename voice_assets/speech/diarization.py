@@ -675,7 +675,9 @@ def turns_table(episode: str, result: DiarizationResult) -> pl.DataFrame:
             "end": t.end,
             "speaker": t.speaker,
             "overlap": t.overlap,
-            "confidence": t.confidence,
+            # Four places: beyond them a posterior is float noise, which differs between
+            # processes that run the same model with other thread counts.
+            "confidence": round(t.confidence, 4),
         }
         for t in result.turns
     ]

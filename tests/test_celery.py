@@ -17,6 +17,7 @@ import pytest
 from testdata import PostgresServer, RedisServer
 
 from voice_assets.distributed import GPU_QUEUE
+from voice_assets.partitions import episode_key
 
 CLI = str(Path(sys.executable).with_name("voice-assets"))
 TABLES = {"utterances": ("id",), "clips": ("id",), "diarization": ("episode", "start"),
@@ -101,6 +102,14 @@ def test_two_celery_workers_backfill_like_the_embedded_run(services, demo_episod
                                         "DAGSTER_HOME": str(launcher / "dagster")},
                    cwd=launcher)
         assert ran.returncode == 0, ran.stderr[-3000:]
+        # The Label Studio push is not for the workers: it runs in the launching process,
+        # and here fails only because no labeling server was started.
+        key = episode_key("Demo", Path(demo_episode.video).stem)
+        pushed = _cli("run", "--episode", key, "--select", "review_tasks",
+                      env={**shared, "VOICE_ASSETS_EXECUTOR": "celery",
+                           "DAGSTER_HOME": str(launcher / "dagster")}, cwd=launcher)
+        assert pushed.returncode != 0
+        assert "no Label Studio server is known" in pushed.stderr, pushed.stderr[-2000:]
     finally:
         for w in workers:
             w.terminate()

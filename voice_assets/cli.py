@@ -241,21 +241,21 @@ def run_pipeline(
 
 
 def _execute(job, instance, selection, run_config, partition_key, tags):
-    """Run ``job`` on ``selection``: in this process, or, with the celery executor, as a run
-    whose steps the celery workers execute (this process orchestrates and waits)."""
+    """Run ``job`` on ``selection``: in this process, or, with the celery or Kubernetes
+    executor, as a run whose steps workers or pods execute (this process orchestrates and
+    waits)."""
     import dagster as dg
 
     from voice_assets import definitions
-    from voice_assets.distributed import celery_enabled
+    from voice_assets.distributed import distributed
 
-    if not celery_enabled():
+    # Jobs the workers do not take (the Label Studio push: a few API calls) run here.
+    target = {"episode_pipeline": definitions.episode_pipeline_job,
+              "series_datasets": definitions.series_datasets_job}.get(job.name)
+    if not distributed() or target is None:
         return job.execute_in_process(partition_key=partition_key, instance=instance,
                                       asset_selection=selection, raise_on_error=False,
                                       run_config=run_config, tags=tags)
-    target = {"episode_pipeline": definitions.episode_pipeline_job,
-              "series_datasets": definitions.series_datasets_job}.get(job.name)
-    if target is None:
-        raise click.UsageError(f"{job.name} does not run on celery workers")
     if partition_key is not None:
         tags = {**tags, "dagster/partition": partition_key}
     return dg.execute_job(dg.reconstructable(target), instance=instance,

@@ -77,7 +77,8 @@ if review_assets:
             "push_review_tasks",
             selection=dg.AssetSelection.groups(REVIEW_GROUP),
             partitions_def=episodes,
-            executor_def=EXECUTOR,
+            # A few API calls, made where the run is launched, not on the workers.
+            executor_def=dg.in_process_executor,
             description="Push an episode's pre-annotated review tasks to Label Studio.",
         )
     )

@@ -21,7 +21,7 @@ from voice_assets.assets.common import md_table, png_md, series_asset_kwargs, ta
 from voice_assets.atomic import write_wav
 from voice_assets.dataset.exports import character_dirs, dataset_rows
 from voice_assets.dataset.prosody import f0_track, resample
-from voice_assets.distributed import GPU_STAGE_TAGS
+from voice_assets.distributed import TRAINING_STAGE_TAGS
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.instance_config import TRAINING_POOL
 from voice_assets.partitions import character_key, characters
@@ -136,10 +136,12 @@ def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
         if not prompts:
             return None, []
         lines_df = data.train.filter(pl.col("id").is_in(prompts))
-        by_text = {t: p for t, p in lines_df.select("text", "audio_path").iter_rows()}
+        # evaluate() asks for each line once, in order: the prompts' files in that order, so
+        # two prompts that say the same line are each judged on their own recording.
+        files = iter(lines_df["audio_path"].to_list())
 
         def speak(text: str) -> tuple[np.ndarray, int]:
-            x, sr = sf.read(by_text[text], dtype="float32")
+            x, sr = sf.read(next(files), dtype="float32")
             return x, sr
     else:
         lines_df = held.head(EVAL_LINES)
@@ -168,7 +170,7 @@ def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
 
 @dg.asset(
     **table_asset_kwargs({"partitions_def": characters, "metadata": {"partition_expr": "key"},
-                          "pool": TRAINING_POOL, "op_tags": GPU_STAGE_TAGS},
+                          "pool": TRAINING_POOL, "op_tags": TRAINING_STAGE_TAGS},
                          VOICE_MODEL_SCHEMA, VOICE_MODEL_DESCRIPTIONS),
     group_name=GROUP, kinds={"polars", "duckdb", "pytorch"},
     ins={"clips": dg.AssetIn(partition_mapping=ALL_EPISODES)},

@@ -3,8 +3,8 @@
 ``piper`` (embedded default: VITS trained in its own process, fine-tuned from
 ``piper-base-<lang>`` when the models dir has it), ``reference`` (zero-shot prompt packs, no
 training), ``rvc`` and ``gpt-sovits`` (the projects' own training code, run as an external
-process through Dagster Pipes: a subprocess here, a Kubernetes pod with dagster-k8s's
-``PipesK8sClient`` on a GPU node).
+process through Dagster Pipes, a subprocess of the step: on Kubernetes the step's own pod,
+which asks for a GPU).
 """
 
 from __future__ import annotations

@@ -68,21 +68,11 @@ MAP_TABLE = "character_map"
 
 def load_maps(database: Path, series: str | None = None) -> pl.DataFrame:
     """Materialized ``character_map`` rows (of one series), empty before the first map."""
-    from voice_assets.review.corrections import connect, qualified, table_exists
+    from voice_assets.review.corrections import load_table
 
-    if not Path(database).exists():
-        return pl.DataFrame()
-    with connect(database) as con:
-        if not table_exists(con, MAP_TABLE):
-            return pl.DataFrame()
-        sql = f"SELECT * FROM {qualified(con, MAP_TABLE)}"
-        params: list[str] = []
-        if series is not None:
-            sql += " WHERE series = ?"
-            params.append(series)
-        df = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
-    assert isinstance(df, pl.DataFrame)
-    return df
+    if series is None:
+        return load_table(database, MAP_TABLE)
+    return load_table(database, MAP_TABLE, "series = ?", [series])
 
 
 def write_references(home: Path, series: str, refs: list[Reference]) -> None:

@@ -225,6 +225,21 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     )
 
 
+def load_table(database: str | Path, table: str, where: str = "",
+               params: Sequence[object] = ()) -> pl.DataFrame:
+    """Rows of a materialized table (``where``: an SQL condition with ``?`` parameters);
+    an empty frame before the table's first materialization."""
+    if not Path(database).exists():
+        return pl.DataFrame()
+    with connect(database) as con:
+        if not table_exists(con, table):
+            return pl.DataFrame()
+        sql = f"SELECT * FROM {qualified(con, table)}" + (f" WHERE {where}" if where else "")
+        df = pl.from_arrow(con.sql(sql, params=list(params)).to_arrow_table())
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
 def empty_corrections() -> pl.DataFrame:
     return pl.DataFrame(schema=CORRECTION_SCHEMA)
 

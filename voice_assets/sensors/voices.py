@@ -13,22 +13,14 @@ import polars as pl
 from voice_assets.partitions import characters
 from voice_assets.resources.storage import StorageResource
 from voice_assets.resources.voice_trainer import VoiceTrainerResource
-from voice_assets.review.corrections import DatabaseBusyError, connect, qualified, table_exists
+from voice_assets.review.corrections import DatabaseBusyError, load_table
 
 READINESS_TABLE = "voice_readiness"
 
 
 def load_readiness(database: Path) -> pl.DataFrame:
     """Materialized ``voice_readiness`` rows, empty before the first."""
-    if not Path(database).exists():
-        return pl.DataFrame()
-    with connect(database) as con:
-        if not table_exists(con, READINESS_TABLE):
-            return pl.DataFrame()
-        df = pl.from_arrow(con.sql(f"SELECT * FROM {qualified(con, READINESS_TABLE)}")
-                           .to_arrow_table())
-    assert isinstance(df, pl.DataFrame)
-    return df
+    return load_table(database, READINESS_TABLE)
 
 
 @dg.sensor(

@@ -25,6 +25,7 @@ from voice_assets.dataset.quality import (
     bandwidth_hz,
     clipping_ratio,
     residual_music_score,
+    source_bandwidth_gate,
     wada_snr,
 )
 from voice_assets.models import package_file
@@ -174,6 +175,30 @@ def test_cut_clips_rejects_clipping_keeps_shouting(tmp_path, lines):
     # Every clip of the episode belongs to one character per speaker, named or not.
     assert set(clips["character"]) == {"demo__e1:SPK_00", "demo__e1:SPK_01"}
     assert (clips["character_source"] == "speaker").all()
+
+
+def test_a_narrowband_source_keeps_its_clips_a_phone_insert_does_not(tmp_path, lines):
+    """An episode that is telephone-band throughout is gated at its own band (every clip would
+    fail the absolute 5 kHz gate); a telephone line inside a full-band episode still fails."""
+    def phone(x: np.ndarray) -> np.ndarray:
+        return resample(resample(x, SR, 8000), 8000, SR)
+
+    (tmp_path / "narrow").mkdir()
+    narrow, narrow_paths = _episode(tmp_path / "narrow", [("SPK_00", phone(x), False)
+                                                          for x in lines])
+    clips = cut_clips(narrow, narrow_paths["vocals"], tmp_path / "narrow" / "clips",
+                      ClipConfig(), mixture_path=narrow_paths["mixture"])
+    assert (clips["bandwidth_hz"] < QualityGates().min_bandwidth_hz).all()
+    assert clips["keep"].to_list() == [True, True, True], clips["reject_reasons"].to_list()
+    assert source_bandwidth_gate(clips["bandwidth_hz"].to_list(), 5000.0) < 4000
+
+    (tmp_path / "full").mkdir()
+    full, full_paths = _episode(tmp_path / "full", [
+        ("SPK_00", lines[0], False), ("SPK_00", phone(lines[1]), False),
+        ("SPK_01", lines[2], False)])
+    clips = cut_clips(full, full_paths["vocals"], tmp_path / "full" / "clips", ClipConfig(),
+                      mixture_path=full_paths["mixture"])
+    assert clips.sort("start")["reject_reason"].to_list() == [None, "low_bandwidth", None]
 
 
 def test_clip_sample_rate_floor_and_custom_rate(tmp_path, lines):

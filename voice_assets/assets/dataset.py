@@ -48,7 +48,7 @@ from voice_assets.dataset.exports import (
     dataset_rows,
     export_series,
 )
-from voice_assets.dataset.quality import QualityGates
+from voice_assets.dataset.quality import QualityGates, source_bandwidth_gate
 from voice_assets.dataset.splits import (
     LEDGER_SCHEMA,
     SPLIT_DESCRIPTIONS,
@@ -190,9 +190,16 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
                        for c in ("snr_db", "residual_music", "bandwidth_hz", "clipping_ratio")],
         }), floats=4)),
         "sample_rate": cfg.sample_rate,
+        "bandwidth_gate_hz": source_bandwidth_gate(df["bandwidth_hz"].to_list(),
+                                                   cfg.gates.min_bandwidth_hz),
         "folder": dg.MetadataValue.path(str(target)),
         "dagster/row_count": df.height,
     }
+    if meta["bandwidth_gate_hz"] < cfg.gates.min_bandwidth_hz:
+        context.log.warning(
+            f"{episode}: a narrowband source (median clip bandwidth under "
+            f"{cfg.gates.min_bandwidth_hz:.0f} Hz): clips are gated at "
+            f"{meta['bandwidth_gate_hz']:.0f} Hz, 90% of the source's own band")
     if minutes.height:
         meta["kept_minutes_per_character"] = png_md(bar_png(
             dict(zip(minutes["character"], minutes["min"], strict=True)), "minutes",

@@ -30,6 +30,7 @@ from voice_assets.dataset.quality import (
     level_db,
     reject_reasons,
     residual_music_score,
+    source_bandwidth_gate,
     wada_snr,
 )
 from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
@@ -454,8 +455,28 @@ def cut_clips(utterances: pl.DataFrame, vocals_path: str | Path, out_dir: str | 
     finally:
         for r in (vocals, mixture, background):
             r.close()
+    rows = relax_bandwidth_gate(rows, config.gates.min_bandwidth_hz)
     return pl.DataFrame(rows, schema=CLIP_SCHEMA, orient="row") if rows else \
         pl.DataFrame(schema=CLIP_SCHEMA)
+
+
+def relax_bandwidth_gate(rows: list[dict[str, Any]], gate_hz: float) -> list[dict[str, Any]]:
+    """Clips whose only fault against ``gate_hz`` is the band of a narrowband source are kept:
+    each episode is gated at ``source_bandwidth_gate`` of its own clips."""
+    by_episode: dict[str, list[float]] = {}
+    for r in rows:
+        by_episode.setdefault(str(r["episode"]), []).append(r["bandwidth_hz"])
+    gates = {e: source_bandwidth_gate(b, gate_hz) for e, b in by_episode.items()}
+    out = []
+    for r in rows:
+        reasons = list(r["reject_reasons"])
+        bw = r["bandwidth_hz"]
+        if "low_bandwidth" in reasons and bw is not None and bw >= gates[str(r["episode"])]:
+            reasons.remove("low_bandwidth")
+            r = {**r, "reject_reasons": reasons, "keep": not reasons,
+                 "reject_reason": reasons[0] if reasons else None}
+        out.append(r)
+    return out
 
 
 def _one_clip(u: Mapping[str, Any], vocals: SpanReader, mixture: SpanReader, background: SpanReader,

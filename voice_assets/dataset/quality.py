@@ -15,6 +15,7 @@ high-pitched or emotional speech as such:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -185,6 +186,21 @@ class QualityGates:
     max_residual_music: float = 0.05
     min_bandwidth_hz: float = 5000.0
     reject_overlap: bool = True
+
+
+def source_bandwidth_gate(bandwidths: Sequence[float], gate_hz: float,
+                          share: float = 0.9) -> float:
+    """The bandwidth gate for one episode's clips: ``gate_hz``, or ``share`` of the clips'
+    median bandwidth where that median is below the gate.
+
+    A narrowband source (a telephone-band or 16 kHz recording, an old low-bitrate rip) has no
+    wider clip to offer, so rejecting every clip loses the character's whole voice for nothing;
+    the gate then only catches clips narrower than the source itself (a phone call inside a
+    film), and the card reports the source's band."""
+    finite = [b for b in bandwidths if b is not None and np.isfinite(b)]
+    if not finite:
+        return gate_hz
+    return float(min(gate_hz, share * float(np.median(finite))))
 
 
 # Order matters only for `reject_reason` (the first failing gate); all are listed in reasons.

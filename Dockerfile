@@ -18,9 +18,10 @@ COPY voice_assets ./voice_assets
 COPY label_studio ./label_studio
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
 
-# The store (tables, audio, clips, models) is a volume every pod mounts at /data.
+# The store (Parquet tables, audio, clips, models) is a volume every pod mounts at /data.
 ENV VOICE_ASSETS_HOME=/data \
     VOICE_ASSETS_EXECUTOR=k8s \
+    VOICE_ASSETS_TABLES=parquet \
     PYTHONUNBUFFERED=1
 EXPOSE 3030
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "3030", \

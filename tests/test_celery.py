@@ -1,6 +1,7 @@
 """Many workers: a real Redis, a real PostgreSQL and two celery workers (separate processes and
 working folders; one takes the model stages from the `gpu` queue, one the rest) backfill two
-demo episodes, and every table and clip file equals the embedded single-process run's."""
+demo episodes into a store with Parquet tables, and every table and clip file equals the
+embedded single-process run's (DuckDB file)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from testdata import PostgresServer, RedisServer
 
 from voice_assets.distributed import GPU_QUEUE
 from voice_assets.partitions import episode_key
+from voice_assets.review.corrections import load_table
 
 CLI = str(Path(sys.executable).with_name("voice-assets"))
 TABLES = {"utterances": ("id",), "clips": ("id",), "diarization": ("episode", "start"),
@@ -44,11 +45,9 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
                           timeout=1200)
 
 
-def _table(home: Path, name: str) -> pl.DataFrame:
+def _table(tables: Path, home: Path, name: str) -> pl.DataFrame:
     """A table, sorted, with the store's own path written as <home> (clip paths)."""
-    with duckdb.connect(str(home / "tables.duckdb"), read_only=True) as con:
-        df = pl.from_arrow(con.sql(f"SELECT * FROM voice_assets.{name}").to_arrow_table())
-    assert isinstance(df, pl.DataFrame)
+    df = load_table(tables, name)
     text = [c for c, t in df.schema.items() if t == pl.Utf8]
     return df.with_columns(pl.col(text).str.replace_all(str(home), "<home>", literal=True)
                            ).sort(list(TABLES[name]))
@@ -74,7 +73,8 @@ def test_two_celery_workers_backfill_like_the_embedded_run(services, demo_episod
         ingested = _cli("ingest", *[str(src / Path(f).name) for f in files if f.endswith(
             ".mkv")], "--series", "Demo", env=_env(
                 VOICE_ASSETS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
-                VOICE_ASSETS_POSTGRES_URL=postgres.url if home.name == "shared-store" else ""),
+                VOICE_ASSETS_POSTGRES_URL=postgres.url if home.name == "shared-store" else "",
+                VOICE_ASSETS_TABLES="parquet" if home.name == "shared-store" else ""),
             cwd=tmp_path)
         assert ingested.returncode == 0, ingested.stderr
 
@@ -83,9 +83,10 @@ def test_two_celery_workers_backfill_like_the_embedded_run(services, demo_episod
     assert embedded.returncode == 0, embedded.stderr[-3000:]
 
     # Two workers, each in its own working folder and Dagster home; they share only the
-    # PostgreSQL instance, the Redis broker and the store.
+    # PostgreSQL instance, the Redis broker and the store, whose tables are Parquet files
+    # (no database file for the workers to take turns on).
     shared = _env(VOICE_ASSETS_HOME=str(homes["shared"]), VOICE_ASSETS_POSTGRES_URL=postgres.url,
-                  VOICE_ASSETS_REDIS_URL=redis.url)
+                  VOICE_ASSETS_REDIS_URL=redis.url, VOICE_ASSETS_TABLES="parquet")
     workers, logs = [], []
     for name, queue in (("cpu", "dagster"), ("gpu", GPU_QUEUE)):
         folder = tmp_path / f"worker-{name}"
@@ -125,8 +126,10 @@ def test_two_celery_workers_backfill_like_the_embedded_run(services, demo_episod
         assert f"Executing steps {stage} in celery worker" in gpu_log, stage
         assert f"Executing steps {stage} in celery worker" not in cpu_log, stage
     # The same tables, row for row, and the same clip files, byte for byte.
+    assert not (homes["shared"] / "tables.duckdb").exists()
     for name in TABLES:
-        a, b = _table(homes["embedded"], name), _table(homes["shared"], name)
+        a = _table(homes["embedded"] / "tables.duckdb", homes["embedded"], name)
+        b = _table(homes["shared"] / "tables", homes["shared"], name)
         assert a.height > 0 and a.equals(b), name
     clips = _clip_files(homes["embedded"])
     assert len(clips) >= 20 and clips == _clip_files(homes["shared"])

@@ -82,6 +82,7 @@ def test_model_stages_get_a_gpu_and_the_rest_the_launcher_defaults():
         assert {"name": "store", "mountPath": "/data"} in container["volumeMounts"], name
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["VOICE_ASSETS_HOME"] == "/data" and env["VOICE_ASSETS_EXECUTOR"] == "k8s"
+        assert env["VOICE_ASSETS_TABLES"] == "parquet"  # many pods write tables at once
         assert container["image"] == "registry.example.com/voice-assets:0.1.0"
 
 
@@ -125,4 +126,5 @@ def test_the_image_serves_the_code_location_the_chart_loads():
                workspace["load_from"][0]["python_module"]["module_name"]}
     assert modules == {"voice_assets.definitions"}
     env = {e["name"]: e["value"] for e in deployment["env"]}
-    assert env == {"VOICE_ASSETS_HOME": "/data", "VOICE_ASSETS_EXECUTOR": "k8s"}
+    assert env == {"VOICE_ASSETS_HOME": "/data", "VOICE_ASSETS_EXECUTOR": "k8s",
+                   "VOICE_ASSETS_TABLES": "parquet"}

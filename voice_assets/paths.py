@@ -40,7 +40,8 @@ def default_home() -> Path:
 
 @dataclass(frozen=True)
 class Layout:
-    """The on-disk layout: binaries per episode and asset, one DuckDB file for tables."""
+    """The on-disk layout: binaries per episode and asset; tables in one DuckDB file or in
+    Parquet files (``voice_assets/parquet_store.py``)."""
 
     home: Path
 
@@ -54,9 +55,10 @@ class Layout:
 
     @property
     def database(self) -> Path:
-        # Not "voice_assets.duckdb": DuckDB names the catalog after the file, which would
-        # clash with the schema "voice_assets".
-        return self.home / "tables.duckdb"
+        """The tables: a DuckDB file, or a folder of Parquet files (VOICE_ASSETS_TABLES)."""
+        from voice_assets.parquet_store import tables_location
+
+        return tables_location(self.home)
 
     @property
     def models(self) -> Path:

@@ -12,7 +12,7 @@ from voice_assets.resources.faces import FaceDetectorResource
 from voice_assets.resources.label_studio import label_studio_resource
 from voice_assets.resources.separator import SeparatorResource
 from voice_assets.resources.storage import StorageResource
-from voice_assets.resources.tables import DuckDBTablesIOManager
+from voice_assets.resources.tables import tables_io_manager
 from voice_assets.resources.voice_trainer import VoiceTrainerResource
 
 
@@ -20,7 +20,7 @@ def default_resources(layout: Layout | None = None) -> dict[str, Any]:
     """The resources the code location runs with, rooted at $VOICE_ASSETS_HOME."""
     layout = layout or Layout.from_env()
     return {
-        "io_manager": DuckDBTablesIOManager(database=str(layout.database), schema="voice_assets"),
+        "io_manager": tables_io_manager(layout.database),
         "storage": StorageResource(home=str(layout.home)),
         "separator": SeparatorResource(),
         "diarizer": DiarizerResource(),

@@ -1,4 +1,4 @@
-"""The DuckDB IO manager for polars tables, made safe for empty frames and schema growth.
+"""The IO managers for polars tables: DuckDB (embedded default) or Parquet files (many writers).
 
 dagster-duckdb-polars skips empty frames (so an episode without subtitles never creates its
 table and downstream reads fail) and loads through an API duckdb 2 removed. This handler
@@ -17,6 +17,7 @@ import polars as pl
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 
+from voice_assets import parquet_store
 from voice_assets.assets.common import declared_descriptions, table_schema
 from voice_assets.diskspace import as_disk_full
 from voice_assets.review.corrections import check_database
@@ -100,3 +101,49 @@ class DuckDBTablesIOManager(DuckDBIOManager):
     @staticmethod
     def default_load_type() -> type | None:
         return pl.DataFrame
+
+
+class ParquetTablesIOManager(dg.ConfigurableIOManager):
+    """Reads and writes polars DataFrames as Parquet files, one per partition
+    (``voice_assets/parquet_store.py``): steps on many machines write their own files at
+    once, with no database lock between them."""
+
+    root: str
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        root, table = Path(self.root), context.asset_key.path[-1]
+        frame = _storable(obj)
+        if not context.has_asset_partitions:
+            parts: dict[str | None, pl.DataFrame] = {None: frame}
+        elif len(context.asset_partition_keys) == 1:
+            parts = {context.asset_partition_keys[0]: frame}
+        else:  # a run over several partitions: each its rows, by the partition column
+            column = str(context.definition_metadata["partition_expr"])
+            parts = {k: frame.filter(pl.col(column) == k) for k in context.asset_partition_keys}
+        try:
+            for key, part in parts.items():
+                parquet_store.write_file(parquet_store.partition_file(root, table, key), part)
+        except OSError as exc:
+            full = as_disk_full(exc, root)
+            if full is None:
+                raise
+            raise full from exc
+        described = declared_descriptions(context.definition_metadata)
+        context.add_output_metadata({
+            "row_count": frame.height,
+            "dagster/column_schema": table_schema(frame.schema, described, strict=False),
+        })
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        table = context.asset_key.path[-1]
+        if not context.has_asset_partitions:
+            return parquet_store.read(Path(self.root), table)
+        keys = list(context.asset_partition_keys)
+        return parquet_store.read(Path(self.root), table, keys) if keys else pl.DataFrame()
+
+
+def tables_io_manager(database: Path) -> dg.IOManagerDefinition | dg.ConfigurableIOManager:
+    """The IO manager for the tables location: a DuckDB file or a Parquet folder."""
+    if parquet_store.is_parquet(database):
+        return ParquetTablesIOManager(root=str(database))
+    return DuckDBTablesIOManager(database=str(database), schema="voice_assets")

@@ -25,8 +25,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from voice_assets import parquet_store
 from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.errors import CorruptDatabaseError, VoiceAssetsError
+from voice_assets.parquet_store import is_parquet
 from voice_assets.review.tasks import (
     CLUSTER_NONE,
     CLUSTER_ONE,
@@ -153,7 +155,7 @@ def check_database(database: str | Path) -> None:
     """Fail at once, naming the file and the fix, when the tables file cannot be opened (a
     missing file is fine: it is created); a locked one is fine too (another run holds it)."""
     path = Path(database)
-    if not path.exists():
+    if not path.exists() or is_parquet(path):  # Parquet: each file is whole (atomic writes)
         return
     try:
         con = duckdb.connect(str(path), read_only=True)
@@ -174,7 +176,12 @@ def connect(database: str | Path, wait_s: float = 10.0) -> Iterator[duckdb.DuckD
     """A short-lived read-write connection; retries while another process holds the lock.
 
     DuckDB allows one writer process at a time; Dagster runs and the sensor daemon take turns.
+    A Parquet store (``parquet_store``) has no lock: the connection is DuckDB over its files.
     """
+    if is_parquet(database):
+        with parquet_store.connect(Path(database)) as con:
+            yield con
+        return
     deadline = time.monotonic() + wait_s
     delay = 0.05
     while True:

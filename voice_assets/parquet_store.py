@@ -1,0 +1,142 @@
+"""Tables as Parquet files that many writers on many machines can share; DuckDB queries them.
+
+The embedded default keeps every table in one DuckDB file, which one process at a time may
+write. With ``VOICE_ASSETS_TABLES=parquet`` (or a folder path, e.g. on a shared filesystem)
+each table is a folder of Parquet files instead:
+
+- an asset table has one file per partition (``<table>/p=<partition key>.parquet``) or, when
+  unpartitioned, ``<table>/all.parquet``; a step replaces only its own file, atomically
+  (written beside it, then renamed), so steps on different machines never wait for each other;
+- a ledger (``corrections``, ``speaker_names``: people's input) is append-only: each write
+  adds a part file (``<table>/part-<time>-<id>.parquet``) and no file is ever rewritten, so
+  nothing a person gave is lost when two writers meet; rows are unique by ``correction_id``.
+
+``connect`` gives readers and ledger writers an in-memory DuckDB with the same
+``voice_assets.<table>`` names as the DuckDB file: views over the asset tables' files, and the
+ledgers loaded as tables whose new rows become one part file when the connection closes
+without error. The SQL that reads and appends is the same in both stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import polars as pl
+
+SCHEMA = "voice_assets"
+TABLES_ENV = "VOICE_ASSETS_TABLES"
+LEDGERS = ("corrections", "speaker_names")  # append-only, unique by correction_id
+ALL_ROWS = "all"  # the file of an unpartitioned table
+
+
+def tables_location(home: Path) -> Path:
+    """Where the tables live: ``<home>/tables.duckdb`` (default), ``<home>/tables/`` for
+    ``VOICE_ASSETS_TABLES=parquet``, or the folder that variable names."""
+    value = os.environ.get(TABLES_ENV, "").strip()
+    if value in ("", "duckdb"):
+        # Not "voice_assets.duckdb": DuckDB names the catalog after the file, which would
+        # clash with the schema "voice_assets".
+        return home / "tables.duckdb"
+    if value == "parquet":
+        return home / "tables"
+    if "://" in value:
+        raise ValueError(f"{TABLES_ENV}={value!r}: Parquet tables on an object store are not "
+                         "supported yet; mount it as a shared folder and name the folder")
+    return Path(value).expanduser().resolve()
+
+
+def is_parquet(location: str | Path) -> bool:
+    """A tables location is Parquet unless it is a DuckDB file."""
+    return Path(location).suffix != ".duckdb"
+
+
+def partition_file(root: Path, table: str, partition: str | None) -> Path:
+    """The file that holds one partition of a table (``all.parquet`` when unpartitioned);
+    the key is percent-encoded, so any key names one file in the table's folder."""
+    name = ALL_ROWS if partition is None else "p=" + quote(partition, safe="")
+    return root / table / f"{name}.parquet"
+
+
+def write_file(path: Path, frame: pl.DataFrame) -> None:
+    """Write ``frame`` to ``path`` atomically: readers see the old file or the new, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def files(root: Path, table: str, partitions: Sequence[str] | None = None) -> list[Path]:
+    """The table's files (of some partitions), sorted; temp files are not table files."""
+    folder = root / table
+    if partitions is not None:
+        return [p for p in (partition_file(root, table, k) for k in partitions) if p.exists()]
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
+def read(root: Path, table: str, partitions: Sequence[str] | None = None) -> pl.DataFrame:
+    """Rows of a table's files; columns that later files added are null in earlier ones."""
+    found = files(root, table, partitions)
+    if not found:
+        return pl.DataFrame()
+    return pl.concat([pl.read_parquet(p) for p in found], how="diagonal_relaxed")
+
+
+def _sql_list(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+@contextlib.contextmanager
+def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB over the store: ``voice_assets.<table>`` for every table; new
+    ledger rows are written as part files when the block ends without error."""
+    con = duckdb.connect()
+    try:
+        con.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        loaded: dict[str, int] = {}
+        folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        for folder in folders:
+            found = files(root, folder.name)
+            if not found:
+                continue
+            scan = f"read_parquet({_sql_list(found)}, union_by_name = true)"
+            name = f'"{SCHEMA}"."{folder.name}"'
+            if folder.name in LEDGERS:  # a table, so the usual INSERTs append to it
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM {scan} "
+                            "QUALIFY row_number() OVER (PARTITION BY correction_id "
+                            "ORDER BY recorded_at) = 1")
+                loaded[folder.name] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+            else:
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan}")
+        yield con
+        for ledger in LEDGERS:
+            _flush(con, root, ledger, loaded.get(ledger, 0))
+    finally:
+        con.close()
+
+
+def _flush(con: duckdb.DuckDBPyConnection, root: Path, ledger: str, before: int) -> None:
+    """The rows appended to ``ledger`` in this connection, as one new part file."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                         "AND table_name = ?", [SCHEMA, ledger]).fetchall()[0][0]
+    if not exists:
+        return
+    new = con.sql(f'SELECT * FROM "{SCHEMA}"."{ledger}" WHERE rowid >= {int(before)}').pl()
+    if new.is_empty():
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    write_file(root / ledger / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet", new)

@@ -133,3 +133,12 @@ def test_two_celery_workers_backfill_like_the_embedded_run(services, demo_episod
         assert a.height > 0 and a.equals(b), name
     clips = _clip_files(homes["embedded"])
     assert len(clips) >= 20 and clips == _clip_files(homes["shared"])
+
+    # An embedded store moved to Parquet (`tables migrate`) holds what the workers wrote.
+    migrated = tmp_path / "migrated"
+    moved = _cli("tables", "migrate", "--to", str(migrated),
+                 env=_env(VOICE_ASSETS_HOME=str(homes["embedded"])), cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    for name in TABLES:
+        assert _table(migrated, homes["embedded"], name).equals(
+            _table(homes["shared"] / "tables", homes["shared"], name)), name

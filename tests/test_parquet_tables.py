@@ -12,7 +12,11 @@ import pytest
 
 from voice_assets import parquet_store
 from voice_assets.paths import Layout
-from voice_assets.resources.tables import ParquetTablesIOManager, tables_io_manager
+from voice_assets.resources.tables import (
+    DuckDBTablesIOManager,
+    ParquetTablesIOManager,
+    tables_io_manager,
+)
 from voice_assets.review.corrections import (
     check_database,
     load_corrections,
@@ -124,3 +128,28 @@ def test_the_tables_location_follows_the_setting(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(parquet_store.TABLES_ENV, "s3://bucket/tables")
     with pytest.raises(ValueError, match="mount it as a shared folder"):
         _ = layout.database
+
+
+def test_moving_a_duckdb_store_to_parquet_loses_no_correction(tmp_path: Path):
+    """The copy from the embedded DuckDB file: asset tables by partition, ledgers appended
+    where rows are missing; copying again, after new corrections, adds nothing twice."""
+    database, root = tmp_path / "tables.duckdb", tmp_path / "tables"
+    for key in ("demo__e1", "demo__e2"):
+        assert dg.materialize([lines], partition_key=key, resources={
+            "io_manager": DuckDBTablesIOManager(database=str(database), schema="voice_assets")}
+        ).success
+    assert record_corrections(database, _corrections(range(0, 20))) == 20
+    copied, left = parquet_store.copy_from_duckdb(database, root, {"lines": "episode"})
+    assert copied == {"lines": 6, "corrections": 20} and left == []
+    assert sorted(p.name for p in (root / "lines").iterdir()) == [
+        "p=demo__e1.parquet", "p=demo__e2.parquet"]
+    assert load_table(root, "lines").sort("episode", "n").equals(
+        load_table(database, "lines").sort("episode", "n"))
+    # A person labels more in the old store before the switch, and again in the new one.
+    assert record_corrections(database, _corrections(range(20, 25))) == 5
+    assert record_corrections(root, _corrections(range(25, 30))) == 5
+    copied, _ = parquet_store.copy_from_duckdb(database, root, {"lines": "episode"})
+    assert copied["corrections"] == 30
+    df = load_corrections(root)
+    assert df["correction_id"].to_list() == [f"demo__e1-c{n:04d}" for n in range(30)]
+    assert len(list((root / "corrections").iterdir())) == 3  # copy, new labels, the rest

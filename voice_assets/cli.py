@@ -594,6 +594,49 @@ def models_pull(names: tuple[str, ...]) -> None:
         catalog.pull(spec, layout)
 
 
+# --------------------------------------------------------------------------- tables
+@main.group()
+def tables() -> None:
+    """Where the tables live (VOICE_ASSETS_TABLES): one DuckDB file, or Parquet files."""
+
+
+@tables.command("migrate")
+@click.option("--to", "target", type=click.Path(path_type=Path),
+              help="The Parquet folder (default: the VOICE_ASSETS_TABLES location).")
+def tables_migrate(target: Path | None) -> None:
+    """Copy every table of $VOICE_ASSETS_HOME/tables.duckdb into Parquet files, for many
+    writers (celery workers, Kubernetes). The DuckDB file is only read; people's corrections
+    and names are appended only where missing, so running it again is safe."""
+    import dagster as dg
+
+    from voice_assets import parquet_store
+    from voice_assets.definitions import defs
+
+    layout = _layout()
+    source = layout.home / "tables.duckdb"
+    root = target.resolve() if target else layout.database
+    if not parquet_store.is_parquet(root):
+        raise click.UsageError("set VOICE_ASSETS_TABLES=parquet (or a folder), or give --to")
+    if not source.exists():
+        raise click.UsageError(f"no tables to migrate: {source} does not exist")
+    from voice_assets.review.corrections import check_database
+
+    check_database(source)
+    columns: dict[str, str | None] = {}
+    for asset in defs.assets or []:
+        if not isinstance(asset, dg.AssetsDefinition):
+            continue
+        for key in asset.keys:
+            expr = asset.metadata_by_key.get(key, {}).get("partition_expr")
+            columns[key.path[-1]] = str(expr) if asset.partitions_def is not None else None
+    copied, skipped = parquet_store.copy_from_duckdb(source, root, columns)
+    for name, rows in sorted(copied.items()):
+        click.echo(f"{name:<22} {rows:>8} rows")
+    if skipped:
+        click.echo(f"not copied (no asset or ledger of that name): {', '.join(skipped)}", err=True)
+    click.echo(f"{len(copied)} tables in {root}; set VOICE_ASSETS_TABLES to use them")
+
+
 # --------------------------------------------------------------------------- bench
 @main.command()
 @click.argument("episode", required=False)

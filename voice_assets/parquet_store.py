@@ -131,12 +131,57 @@ def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _flush(con: duckdb.DuckDBPyConnection, root: Path, ledger: str, before: int) -> None:
     """The rows appended to ``ledger`` in this connection, as one new part file."""
-    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                         "AND table_name = ?", [SCHEMA, ledger]).fetchall()[0][0]
-    if not exists:
+    if not _exists(con, ledger):
         return
     new = con.sql(f'SELECT * FROM "{SCHEMA}"."{ledger}" WHERE rowid >= {int(before)}').pl()
     if new.is_empty():
         return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     write_file(root / ledger / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet", new)
+
+
+def copy_from_duckdb(database: Path, root: Path, partition_columns: dict[str, str | None]
+                     ) -> tuple[dict[str, int], list[str]]:
+    """Copy the tables of a DuckDB tables file into the Parquet store at ``root``; returns the
+    rows now in each copied table, and the tables left behind (neither an asset's nor a
+    ledger). ``partition_columns`` names, per asset table, the column
+    whose values are its partition keys (None: unpartitioned); ledgers gain only the rows
+    they lack, as one part file, so a second copy adds nothing and loses nothing. The DuckDB
+    file is only read."""
+    copied: dict[str, int] = {}
+    with duckdb.connect(str(database), read_only=True) as con:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+            "ORDER BY table_name", [SCHEMA]).fetchall()]
+        frames = {name: con.sql(f'SELECT * FROM "{SCHEMA}"."{name}"').pl() for name in names}
+    for name, frame in frames.items():
+        if name in LEDGERS:
+            with connect(root) as store:  # the usual append: rows whose id is not there yet
+                have = _ledger_ids(store, name)
+                new = frame.filter(~pl.col("correction_id").is_in(have))
+                if not new.is_empty():
+                    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+                    write_file(root / name / f"part-{stamp}-copied.parquet", new)
+            copied[name] = len(have) + new.height
+        elif name in partition_columns:
+            column = partition_columns[name]
+            if column is None:
+                write_file(partition_file(root, name, None), frame)
+            else:
+                for (key,), part in frame.group_by(column, maintain_order=True):
+                    write_file(partition_file(root, name, str(key)), part)
+            copied[name] = frame.height
+    return copied, [n for n in names if n not in copied]
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                        "table_schema = ? AND table_name = ?", [SCHEMA, table]).fetchall()
+    return bool(found[0][0])
+
+
+def _ledger_ids(con: duckdb.DuckDBPyConnection, ledger: str) -> list[str]:
+    if not _exists(con, ledger):
+        return []
+    return [r[0] for r in con.execute(f'SELECT correction_id FROM "{SCHEMA}"."{ledger}"')
+            .fetchall()]

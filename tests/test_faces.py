@@ -167,6 +167,10 @@ def test_insightface_backend_loads_the_pulled_layout_and_runs(tmp_path: Path) ->
     assert emb is not None and emb.shape == (512,) and abs(np.linalg.norm(emb) - 1) < 1e-4
     with pytest.raises(ValueError, match="unknown face backend 'opencv'"):
         FaceDetectorResource(backend="opencv").detector(layout)
+    # Loaded once per process and settings: the next run's resource reuses the loaded model.
+    assert FaceDetectorResource(backend="insightface").detector(layout) is detector
+    other = FaceDetectorResource(backend="insightface", det_thresh=0.6).detector(layout)
+    assert other is not detector
 
 
 def test_audio_only_and_faceless_videos_skip_with_a_reason(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import dagster as dg
@@ -40,13 +41,23 @@ class FaceDetectorResource(dg.ConfigurableResource):
     det_thresh: float = Field(default=0.5, description="insightface: detection threshold")
 
     def detector(self, layout: Layout | None = None) -> FaceDetector:
+        """The configured detector, loaded once per process and settings: runs after the
+        first in a process (the daemon's, a celery worker's) reuse it."""
         layout = layout or Layout.from_env()
         try:
             make = BACKENDS[self.backend]
         except KeyError:
             raise ValueError(f"unknown face backend '{self.backend}'; choose one of "
                              f"{', '.join(sorted(BACKENDS))}") from None
-        return make(self, layout)
+        key = (self.model_dump_json(), str(layout.models))
+        with _LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = make(self, layout)
+            return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, str], FaceDetector] = {}
+_LOCK = threading.Lock()
 
 
 def _insightface(res: FaceDetectorResource, layout: Layout) -> FaceDetector:

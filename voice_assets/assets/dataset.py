@@ -177,8 +177,6 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
     kept = df.filter(pl.col("keep"))
     reasons = (df.filter(~pl.col("keep")).group_by("reject_reason").len()
                .sort(["len", "reject_reason"], descending=[True, False]))
-    minutes = (kept.group_by("character").agg((pl.col("duration_s").sum() / 60).alias("min"))
-               .sort("min", descending=True))
     meta: dict[str, Any] = {
         "clips": df.height, "kept": kept.height, "rejected": df.height - kept.height,
         "scenes": df["scene"].n_unique() if df.height else 0,
@@ -200,10 +198,7 @@ def clips(context: dg.AssetExecutionContext, config: ClipsConfig, storage: Stora
             f"{episode}: a narrowband source (median clip bandwidth under "
             f"{cfg.gates.min_bandwidth_hz:.0f} Hz): clips are gated at "
             f"{meta['bandwidth_gate_hz']:.0f} Hz, 90% of the source's own band")
-    if minutes.height:
-        meta["kept_minutes_per_character"] = png_md(bar_png(
-            dict(zip(minutes["character"], minutes["min"], strict=True)), "minutes",
-            f"{episode}: kept clips"), "minutes")
+    # Kept minutes per character are in the yield chart, beside found and rejected.
     meta.update(_yield_metadata(df, f"{episode}: speech found, kept and rejected"))
     yield dg.Output(df, metadata=round_metadata(meta))
     yield from clip_checks(df, cfg)

@@ -20,7 +20,6 @@ from pydantic import Field
 from voice_assets.assets.common import md_table, png_md, series_asset_kwargs, table_asset_kwargs
 from voice_assets.atomic import write_wav
 from voice_assets.dataset.exports import character_dirs, dataset_rows
-from voice_assets.dataset.prosody import f0_track, resample
 from voice_assets.distributed import TRAINING_STAGE_TAGS
 from voice_assets.errors import VoiceAssetsError
 from voice_assets.instance_config import TRAINING_POOL
@@ -30,8 +29,14 @@ from voice_assets.resources.asr import ASRResource
 from voice_assets.resources.diarizer import DiarizerResource
 from voice_assets.resources.storage import StorageResource
 from voice_assets.resources.voice_trainer import VoiceTrainerResource
-from voice_assets.voices.evaluation import EVAL_RATE, Evaluation, HeldOutLine, evaluate
-from voice_assets.voices.readiness import figures, readiness_table
+from voice_assets.voices.evaluation import (
+    EVAL_RATE,
+    Evaluation,
+    HeldOutLine,
+    embed_clips,
+    evaluate,
+)
+from voice_assets.voices.readiness import figures, median_f0, readiness_table
 from voice_assets.voices.tables import (
     READINESS_TABLE_DESCRIPTIONS,
     READINESS_TABLE_SCHEMA,
@@ -52,13 +57,6 @@ def trainable(character: str | None) -> bool:
     return bool(character) and ":" not in str(character) and character != "background"
 
 
-def _median_f0(path: str) -> float:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    f0 = f0_track(x, sr)
-    voiced = f0[f0 > 0]
-    return float(np.median(voiced)) if voiced.size else 0.0
-
-
 @dg.asset(
     **table_asset_kwargs(series_asset_kwargs, READINESS_TABLE_SCHEMA,
                          READINESS_TABLE_DESCRIPTIONS),
@@ -77,7 +75,7 @@ def voice_readiness(context: dg.AssetExecutionContext, clips: pl.DataFrame,
                                             key=lambda g: (str(g[0][0]), str(g[0][1]))):
         if not trainable(character):
             continue
-        per[(str(series), str(character))] = figures(part, _median_f0, PITCH_CLIPS)
+        per[(str(series), str(character))] = figures(part, median_f0, PITCH_CLIPS)
         context.log.info("%s/%s: %.1f train minutes in %d clips", series, character,
                          per[(series, character)].train_minutes,
                          per[(series, character)].train_clips)
@@ -116,16 +114,6 @@ def _embed(diarizer: DiarizerResource, x16: np.ndarray) -> np.ndarray | None:
     return None if out is None else out[0]
 
 
-def _read16(path: str) -> np.ndarray:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    return resample(x, sr, EVAL_RATE).astype(np.float32)
-
-
-def _embeddings(diarizer: DiarizerResource, paths: list[str]) -> np.ndarray:
-    out = [e for p in paths if (e := _embed(diarizer, _read16(p))) is not None]
-    return np.stack(out) if out else np.zeros((0, 256))
-
-
 def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
               diarizer: DiarizerResource, asr: ASRResource
               ) -> tuple[Evaluation | None, list[str]]:
@@ -148,11 +136,14 @@ def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
         speak = voice.speak
     lines = [HeldOutLine(str(t), float(d)) for t, d in
              lines_df.select("text", "duration_s").iter_rows()]
-    own = _embeddings(diarizer, held["audio_path"].head(EMBED_CLIPS).to_list())
+    def embed(x16: np.ndarray) -> np.ndarray | None:
+        return _embed(diarizer, x16)
+
+    own = embed_clips(embed, held["audio_path"].head(EMBED_CLIPS).to_list())
     others = {}
     for (character,), part in series_rows.group_by("character"):
         if character != data.character and trainable(character):
-            others[str(character)] = _embeddings(diarizer,
+            others[str(character)] = embed_clips(embed,
                                                  part["audio_path"].head(EMBED_CLIPS).to_list())
     others = {k: v for k, v in others.items() if len(v)}
 
@@ -160,7 +151,7 @@ def _evaluate(voice: TrainedVoice, data: TrainingSet, series_rows: pl.DataFrame,
         t = asr.transcribe(x16, [(0.0, x16.size / EVAL_RATE)], language_hint=data.language)
         return " ".join(s.text.strip() for s in t.segments)
 
-    result, audio = evaluate(lines, speak, lambda x: _embed(diarizer, x), transcribe, own,
+    result, audio = evaluate(lines, speak, embed, transcribe, own,
                              others)
     paths = []
     for k, (x, sr) in enumerate(audio):

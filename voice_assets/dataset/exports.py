@@ -150,25 +150,20 @@ def dataset_rows(clips: pl.DataFrame, splits: pl.DataFrame,
     return rows
 
 
-class _AudioWriter:
-    """Writes a clip at a format's rate; links the source file when the rate already matches."""
-
-    def __init__(self) -> None:
-        self.cache: dict[str, tuple[np.ndarray, int]] = {}
-
-    def write(self, src: str, dst: Path, rate: int) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        info = sf.info(src)
-        if info.samplerate == rate and info.channels == 1 and info.subtype == "PCM_16":
-            try:
-                os.link(src, dst)
-                return
-            except OSError:
-                shutil.copyfile(src, dst)
-                return
-        x, sr = sf.read(src, dtype="float64", always_2d=False)
-        y = resample(x, sr, rate)
-        sf.write(dst, np.clip(y, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+def write_audio_at(src: str, dst: Path, rate: int) -> None:
+    """Write a clip as 16-bit mono at ``rate``; hard-link the source file when it already is
+    (copy where a link cannot be made)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    info = sf.info(src)
+    if info.samplerate == rate and info.channels == 1 and info.subtype == "PCM_16":
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        return
+    x, sr = sf.read(src, dtype="float64", always_2d=False)
+    y = resample(x, sr, rate)
+    sf.write(dst, np.clip(y, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
 
 
 def _summary(series: str, fmt: str, df: pl.DataFrame, rate: int,
@@ -223,10 +218,9 @@ def _fused(df: pl.DataFrame) -> pl.DataFrame:
 
 def _export_parquet(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
                     dirs: dict[str, str]) -> list[dict[str, Any]]:
-    w = _AudioWriter()
     rel = [f"wavs/{i}.wav" for i in df["id"]]
     for src, r in zip(df["audio_path"], rel, strict=True):
-        w.write(src, tmp / r, rate)
+        write_audio_at(src, tmp / r, rate)
     out = _fused(df.with_columns(pl.Series("audio_path", rel, dtype=pl.Utf8),
                                  pl.lit(rate).cast(pl.Int64).alias("sample_rate")))
     for split in LIMITS["dataset"].splits:
@@ -241,7 +235,6 @@ def _export_hf(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
     ``Audio``, which needs no audio encoder at write time."""
     import datasets
 
-    w = _AudioWriter()
     scratch = tmp / ".wavs"
     meta = _fused(df).drop("audio_path", "sample_rate")
     features = {c: _hf_value(meta.schema[c]) for c in meta.columns}
@@ -255,7 +248,7 @@ def _export_hf(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
         audio = []
         for i, src in zip(sub["id"], sub["audio_path"], strict=True):
             dst = scratch / f"{i}.wav"
-            w.write(src, dst, rate)
+            write_audio_at(src, dst, rate)
             audio.append({"bytes": dst.read_bytes(), "path": f"{i}.wav"})
         data = meta.filter(pl.col("split") == split).to_dict(as_series=False)
         data["source"] = sub["character"].to_list()
@@ -282,13 +275,12 @@ def _hf_value(dtype: pl.DataType) -> Any:
 
 def _export_ljspeech(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
                      dirs: dict[str, str]) -> list[dict[str, Any]]:
-    w = _AudioWriter()
     files = {"train": "metadata.csv", "validation": "metadata_val.csv", "test": "metadata_test.csv"}
     for character, g in df.group_by("character"):
         folder = tmp / dirs[str(character[0])]
         lines: dict[str, list[str]] = {s: [] for s in files}
         for r in g.sort("id").iter_rows(named=True):
-            w.write(r["audio_path"], folder / "wavs" / f"{r['id']}.wav", rate)
+            write_audio_at(r["audio_path"], folder / "wavs" / f"{r['id']}.wav", rate)
             text = clean_text(r["text"])
             lines[r["split"]].append(f"{r['id']}|{text}|{text}")
         for split, name in files.items():
@@ -299,12 +291,11 @@ def _export_ljspeech(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate
 
 def _export_sovits(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
                    dirs: dict[str, str]) -> list[dict[str, Any]]:
-    w = _AudioWriter()
     for character, g in df.group_by("character"):
         name = dirs[str(character[0])]
         lines = []
         for r in g.sort("id").iter_rows(named=True):
-            w.write(r["audio_path"], tmp / name / "wavs" / f"{r['id']}.wav", rate)
+            write_audio_at(r["audio_path"], tmp / name / "wavs" / f"{r['id']}.wav", rate)
             # The list holds the final (absolute) path: GPT-SoVITS opens it as written.
             wav = final / name / "wavs" / f"{r['id']}.wav"
             lines.append(f"{wav}|{name}|{sovits_language(r['language'])}|{clean_text(r['text'])}")
@@ -315,20 +306,18 @@ def _export_sovits(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: 
 
 def _export_rvc(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
                 dirs: dict[str, str]) -> list[dict[str, Any]]:
-    w = _AudioWriter()
     for r in df.iter_rows(named=True):
-        w.write(r["audio_path"], tmp / dirs[r["character"]] / f"{r['id']}.wav", rate)
+        write_audio_at(r["audio_path"], tmp / dirs[r["character"]] / f"{r['id']}.wav", rate)
     return _summary(series, "rvc", df, rate, final)
 
 
 def _export_f5(df: pl.DataFrame, tmp: Path, final: Path, series: str, rate: int,
                dirs: dict[str, str]) -> list[dict[str, Any]]:
-    w = _AudioWriter()
     for character, g in df.group_by("character"):
         folder = tmp / dirs[str(character[0])]
         lines = ["audio_file|text"]
         for r in g.sort("id").iter_rows(named=True):
-            w.write(r["audio_path"], folder / "wavs" / f"{r['id']}.wav", rate)
+            write_audio_at(r["audio_path"], folder / "wavs" / f"{r['id']}.wav", rate)
             lines.append(f"wavs/{r['id']}.wav|{clean_text(r['text'])}")
         (folder / "metadata.csv").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
     return _summary(series, "f5_tts", df, rate, final)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyloudnorm
+import soundfile as sf
 
 from voice_assets.dataset.prosody import resample
 from voice_assets.speech.wer import word_error_rate
@@ -93,3 +94,17 @@ def evaluate(lines: Sequence[HeldOutLine], synthesize: Callable[[str], tuple[np.
         loudness_lufs=float(np.median(finite)) if finite else float("nan"),
         silent_lines=silent,
     ), audio
+
+
+def read_eval_audio(path: str) -> np.ndarray:
+    """A clip as mono float32 at ``EVAL_RATE``, what the speaker embedder and ASR take."""
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    return resample(x, sr, EVAL_RATE).astype(np.float32)
+
+
+def embed_clips(embed: Callable[[np.ndarray], np.ndarray | None], paths: Sequence[str]
+                ) -> np.ndarray:
+    """Speaker embeddings of the clips at ``paths`` (rows; clips the embedder skips are left
+    out), for comparing a synthesised voice with the character's real ones."""
+    out = [e for p in paths if (e := embed(read_eval_audio(p))) is not None]
+    return np.stack(out) if out else np.zeros((0, 256))

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import soundfile as sf
+
+from voice_assets.dataset.prosody import f0_track
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,9 @@ def pitch_range_st(median_f0_hz: Sequence[float]) -> float:
     return float(12.0 * np.log2(hi / lo))
 
 
-def figures(rows: pl.DataFrame, median_f0: Callable[[str], float],
+def figures(rows: pl.DataFrame, pitch_of: Callable[[str], float],
             pitch_clips: int = 60) -> DataFigures:
-    """The figures of one character's dataset rows; ``median_f0`` reads a clip's pitch, for
+    """The figures of one character's dataset rows; ``pitch_of`` reads a clip's pitch, for
     at most ``pitch_clips`` train clips spread evenly over them (the counts use them all)."""
     train = rows.filter(pl.col("split") == "train")
     emotions = {e for e in (train["emotion"].to_list() if "emotion" in train.columns else [])
@@ -103,7 +106,7 @@ def figures(rows: pl.DataFrame, median_f0: Callable[[str], float],
         train_clips=train.height,
         validation_clips=rows.filter(pl.col("split") == "validation").height,
         emotions=max(len(emotions), 1 if train.height else 0),
-        pitch_range_st=pitch_range_st([median_f0(p) for p in paths[::step]]),
+        pitch_range_st=pitch_range_st([pitch_of(p) for p in paths[::step]]),
         median_snr_db=float(np.median(snr)) if snr.size else 0.0,
     )
 
@@ -143,3 +146,12 @@ def readiness_table(per_character: dict[tuple[str, str], DataFigures],
                          "pitch_range_st": round(fig.pitch_range_st, 2),
                          "median_snr_db": round(fig.median_snr_db, 1), "guide": floor.guide})
     return pl.DataFrame(rows, schema=READINESS_SCHEMA)
+
+
+def median_f0(path: str) -> float:
+    """The median pitch of a clip's voiced frames, Hz (0 when nothing is voiced): the pitch
+    spread across a character's clips is one of the readiness figures."""
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    f0 = f0_track(x, sr)
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if voiced.size else 0.0

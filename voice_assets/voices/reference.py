@@ -12,13 +12,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-import soundfile as sf
 
 from voice_assets.atomic import atomic_dir
-from voice_assets.dataset.exports import sovits_language
-from voice_assets.dataset.prosody import resample
+from voice_assets.dataset.exports import sovits_language, write_audio_at
 from voice_assets.errors import VoiceAssetsError
 
 PROMPT_MIN_S = 3.0
@@ -78,13 +75,6 @@ def choose_prompts(rows: pl.DataFrame, n: int = 5, least: int = 3) -> list[Promp
                    float(r["snr_db"] or 0.0), str(r["audio_path"])) for r in picked]
 
 
-def _wav(src: str, dst: Path, rate: int) -> None:
-    x, sr = sf.read(src, dtype="float32", always_2d=True)
-    y = resample(x, sr, rate).astype(np.float32)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(dst, y, rate, subtype="PCM_16")
-
-
 def write_pack(prompts: list[Prompt], target: Path, *, series: str, character: str,
                language: str | None) -> Path:
     """Write the pack into ``target`` (swapped in whole) and return its manifest path.
@@ -100,28 +90,28 @@ def write_pack(prompts: list[Prompt], target: Path, *, series: str, character: s
     best = prompts[0]
     with atomic_dir(target) as tmp:
         for k, p in enumerate(prompts):
-            _wav(p.source, tmp / "prompts" / f"{k:02d}.wav", LAYOUTS["xtts"])
+            write_audio_at(p.source, tmp / "prompts" / f"{k:02d}.wav", LAYOUTS["xtts"])
             (tmp / "prompts" / f"{k:02d}.txt").write_text(p.text + "\n", encoding="utf-8")
         sov = tmp / "gpt_sovits"
-        _wav(best.source, sov / "ref.wav", LAYOUTS["gpt_sovits"])
+        write_audio_at(best.source, sov / "ref.wav", LAYOUTS["gpt_sovits"])
         aux = []
         for k, p in enumerate(prompts[1:], start=1):
-            _wav(p.source, sov / "aux" / f"{k:02d}.wav", LAYOUTS["gpt_sovits"])
+            write_audio_at(p.source, sov / "aux" / f"{k:02d}.wav", LAYOUTS["gpt_sovits"])
             aux.append(f"aux/{k:02d}.wav")
         (sov / "ref.json").write_text(json.dumps(
             {"ref_audio_path": "ref.wav", "prompt_text": best.text, "prompt_lang": lang,
              "aux_ref_audio_paths": aux}, ensure_ascii=False, indent=1), encoding="utf-8")
         f5 = tmp / "f5_tts"
-        _wav(best.source, f5 / "ref.wav", LAYOUTS["f5_tts"])
+        write_audio_at(best.source, f5 / "ref.wav", LAYOUTS["f5_tts"])
         (f5 / "ref.txt").write_text(best.text + "\n", encoding="utf-8")
         (f5 / "infer.toml").write_text(
             f'ref_audio = "ref.wav"\nref_text = {json.dumps(best.text, ensure_ascii=False)}\n',
             encoding="utf-8")
         cosy = tmp / "cosyvoice"
-        _wav(best.source, cosy / "prompt.wav", LAYOUTS["cosyvoice"])
+        write_audio_at(best.source, cosy / "prompt.wav", LAYOUTS["cosyvoice"])
         (cosy / "prompt.txt").write_text(best.text + "\n", encoding="utf-8")
         for k, p in enumerate(prompts):
-            _wav(p.source, tmp / "xtts" / f"speaker_{k:02d}.wav", LAYOUTS["xtts"])
+            write_audio_at(p.source, tmp / "xtts" / f"speaker_{k:02d}.wav", LAYOUTS["xtts"])
         (tmp / "manifest.json").write_text(json.dumps(
             {"series": series, "character": character, "language": lang, "trainer": "reference",
              "layouts": {k: f"{k}/" for k in LAYOUTS},

@@ -3,6 +3,9 @@ manager, ledgers that only ever gain part files, and writers in separate process
 
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -153,3 +156,27 @@ def test_moving_a_duckdb_store_to_parquet_loses_no_correction(tmp_path: Path):
     df = load_corrections(root)
     assert df["correction_id"].to_list() == [f"demo__e1-c{n:04d}" for n in range(30)]
     assert len(list((root / "corrections").iterdir())) == 3  # copy, new labels, the rest
+
+
+def test_migrate_says_when_another_process_holds_the_duckdb_file(tmp_path: Path):
+    """`tables migrate` while a run or the daemon holds tables.duckdb: a clear error, no copy."""
+    home = tmp_path / "home"
+    home.mkdir()
+    assert record_corrections(home / "tables.duckdb", _corrections(range(3))) == 3
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(home / 'tables.duckdb')!r})\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        cli = str(Path(sys.executable).with_name("voice-assets"))
+        env = {**os.environ, "VOICE_ASSETS_HOME": str(home), parquet_store.TABLES_ENV: "parquet"}
+        moved = subprocess.run([cli, "tables", "migrate"], env=env, capture_output=True,
+                               text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert moved.returncode == 1
+    assert "is in use by another process" in moved.stderr and "migrate again" in moved.stderr
+    assert not (home / "tables").exists()

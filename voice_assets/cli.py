@@ -608,6 +608,7 @@ def tables_migrate(target: Path | None) -> None:
     writers (celery workers, Kubernetes). The DuckDB file is only read; people's corrections
     and names are appended only where missing, so running it again is safe."""
     import dagster as dg
+    import duckdb
 
     from voice_assets import parquet_store
     from voice_assets.definitions import defs
@@ -629,7 +630,11 @@ def tables_migrate(target: Path | None) -> None:
         for key in asset.keys:
             expr = asset.metadata_by_key.get(key, {}).get("partition_expr")
             columns[key.path[-1]] = str(expr) if asset.partitions_def is not None else None
-    copied, skipped = parquet_store.copy_from_duckdb(source, root, columns)
+    try:
+        copied, skipped = parquet_store.copy_from_duckdb(source, root, columns)
+    except duckdb.IOException as exc:  # another process (a run, the daemon) holds the file
+        raise click.ClickException(f"{source} is in use by another process ({exc}); stop "
+                                   "the runs and the daemon, then migrate again") from exc
     for name, rows in sorted(copied.items()):
         click.echo(f"{name:<22} {rows:>8} rows")
     if skipped:

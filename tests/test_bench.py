@@ -59,6 +59,11 @@ def test_benchmark_on_demo_episode(demo_episode, tmp_path):
     # ASR text against the subtitles' dialogue, normalised (measured 0.056 on the demo).
     assert 0.0 <= by["alignment"].detail["asr_wer_vs_subtitles"] <= 0.15
     assert by["utterances"].detail["rows"] > 0
+    # The stages after the speech ones: the video's cuts, prosody, and the cut clips.
+    assert by["shots"].detail["shots"] > 10
+    assert by["emotion_features"].detail["rows"] == by["utterances"].detail["rows"]
+    assert by["clips"].detail["clips"] >= by["utterances"].detail["rows"]
+    assert 0 < by["clips"].detail["kept"] < by["clips"].detail["clips"]
     assert by["faces"].detail["tracks"] > 10 and by["faces"].detail["turns_with_face"] > 0
     print(bench.format_table(report))
 

@@ -1,8 +1,9 @@
 """Benchmark the speech pipeline on one episode: wall time, real-time factor, peak memory.
 
 Runs the same domain functions the assets call, in pipeline order (decode audio -> stems ->
-voice activity -> diarization -> transcript -> alignment -> utterances), in this process and
-without Dagster, so the figures are the models' cost and not the orchestrator's.
+voice activity -> diarization -> transcript -> alignment -> utterances -> shots -> emotion
+features -> clips -> faces), in this process and without Dagster, so the figures are the
+models' cost and not the orchestrator's.
 
 Peak memory per stage: Linux keeps a per-process resident-set high-water mark (VmHWM in
 /proc/self/status) that writing "5" to /proc/self/clear_refs resets. Resetting it before a
@@ -32,7 +33,7 @@ from typing import Any
 from voice_assets.progress import Progress, silent
 
 STAGES = ("decode_audio", "stems", "voice_activity", "diarization", "transcript", "alignment",
-          "utterances", "faces")
+          "utterances", "shots", "emotion_features", "clips", "faces")
 
 
 # --- memory measurement -----------------------------------------------------------------------
@@ -320,7 +321,35 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         return fusion.fuse_utterances(episode, alignment.aligned_frame(episode, aligned), turns,
                                       transcript.language)
 
-    timer.run("utterances", fuse, lambda df: {"rows": len(df)})
+    utterances = timer.run("utterances", fuse, lambda df: {"rows": len(df)})
+
+    def find_shots() -> Any:
+        from voice_assets.media.shots import detect_shots
+
+        if not probe_media(media_path).has_video:
+            return None
+        return detect_shots(media_path, progress=progress)
+
+    shots = timer.run("shots", find_shots, lambda r: {"shots": len(r.shots)} if r else
+                      {"skipped": "no video stream"})
+
+    def emotion() -> Any:
+        from voice_assets.dataset.emotion import utterance_features
+
+        return utterance_features(utterances, vocals, progress=progress)
+
+    timer.run("emotion_features", emotion, lambda df: {"rows": df.height, "model": "prosody"})
+
+    def cut() -> Any:
+        from voice_assets.dataset.clips import ClipConfig, cut_clips
+
+        return cut_clips(utterances, vocals, work / "clips", ClipConfig(),
+                         mixture_path=audio.dataset_path,
+                         background_path=stems.background_path,
+                         shot_cuts=shots.cuts if shots else (), progress=progress)
+
+    timer.run("clips", cut, lambda df: {"clips": df.height,
+                                        "kept": int(df["keep"].sum()) if df.height else 0})
 
     def faces() -> Any:
         from voice_assets.faces.detect import DlibDetector

@@ -136,18 +136,22 @@ def _flush(con: duckdb.DuckDBPyConnection, root: Path, ledger: str, before: int)
     new = con.sql(f'SELECT * FROM "{SCHEMA}"."{ledger}" WHERE rowid >= {int(before)}').pl()
     if new.is_empty():
         return
+    write_file(_new_part(root, ledger), new)
+
+
+def _new_part(root: Path, ledger: str) -> Path:
+    """A ledger part file's name: time first, so a listing is in order of writing."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    write_file(root / ledger / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet", new)
+    return root / ledger / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
 
 
 def copy_from_duckdb(database: Path, root: Path, partition_columns: dict[str, str | None]
                      ) -> tuple[dict[str, int], list[str]]:
     """Copy the tables of a DuckDB tables file into the Parquet store at ``root``; returns the
     rows now in each copied table, and the tables left behind (neither an asset's nor a
-    ledger). ``partition_columns`` names, per asset table, the column
-    whose values are its partition keys (None: unpartitioned); ledgers gain only the rows
-    they lack, as one part file, so a second copy adds nothing and loses nothing. The DuckDB
-    file is only read."""
+    ledger). ``partition_columns`` names, per asset table, the column whose values are its
+    partition keys (None: unpartitioned); ledgers gain only the rows they lack, as one part
+    file, so a second copy adds nothing and loses nothing. The DuckDB file is only read."""
     copied: dict[str, int] = {}
     with duckdb.connect(str(database), read_only=True) as con:
         names = [r[0] for r in con.execute(
@@ -160,8 +164,7 @@ def copy_from_duckdb(database: Path, root: Path, partition_columns: dict[str, st
                 have = _ledger_ids(store, name)
                 new = frame.filter(~pl.col("correction_id").is_in(have))
                 if not new.is_empty():
-                    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-                    write_file(root / name / f"part-{stamp}-copied.parquet", new)
+                    write_file(_new_part(root, name), new)
             copied[name] = len(have) + new.height
         elif name in partition_columns:
             column = partition_columns[name]

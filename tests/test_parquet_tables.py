@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from voice_assets import parquet_store
+from voice_assets.errors import CorruptTableFileError
 from voice_assets.paths import Layout
 from voice_assets.resources.tables import (
     DuckDBTablesIOManager,
@@ -180,3 +181,19 @@ def test_migrate_says_when_another_process_holds_the_duckdb_file(tmp_path: Path)
     assert moved.returncode == 1
     assert "is in use by another process" in moved.stderr and "migrate again" in moved.stderr
     assert not (home / "tables").exists()
+
+
+def test_a_damaged_table_file_is_named_with_the_way_back(tmp_path: Path):
+    root = tmp_path / "tables"
+    _materialize(root, "demo__e1")
+    _materialize(root, "demo__e2")
+    assert record_corrections(root, _corrections(range(3))) == 3
+    damaged = parquet_store.partition_file(root, "lines", "demo__e2")
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    with pytest.raises(CorruptTableFileError, match=r"p=demo__e2.parquet is not a readable "
+                       r"Parquet file .*`voice-assets run --episode demo__e2 --select lines`"):
+        parquet_store.read(root, "lines")
+    (part,) = (root / "corrections").iterdir()
+    part.write_bytes(b"not parquet at all")
+    with pytest.raises(CorruptTableFileError, match="corrections pull --all"):
+        load_corrections(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 
 class VoiceAssetsError(Exception):
@@ -59,6 +60,25 @@ class CorruptDatabaseError(VoiceAssetsError):
             "`voice-assets run --all`, and read the human labels back from Label Studio with "
             "`voice-assets corrections pull --all`"
         )
+
+
+class CorruptTableFileError(VoiceAssetsError):
+    """A Parquet table file cannot be read (damaged by hand or by a failing disk: the store
+    itself only ever renames whole files into place)."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = Path(path)
+        partition = self.path.stem.removeprefix("p=")
+        table = self.path.parent.name
+        if self.path.stem.startswith("p="):
+            fix = (f"re-run that episode's table: `voice-assets run --episode "
+                   f"{unquote(partition)} --select {table}`")
+        elif self.path.stem == "all":
+            fix = f"re-run the series table: `voice-assets run --series --select {table}`"
+        else:  # a ledger part: people's input, which Label Studio still holds
+            fix = "read the human labels back with `voice-assets corrections pull --all`"
+        super().__init__(f"{self.path} is not a readable Parquet file ({cause}). Move it "
+                         f"aside (`mv '{self.path}' '{self.path}.broken'`), then {fix}")
 
 
 class DiskFullError(VoiceAssetsError):

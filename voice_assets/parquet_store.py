@@ -31,6 +31,8 @@ from urllib.parse import quote
 import duckdb
 import polars as pl
 
+from voice_assets.errors import CorruptTableFileError
+
 SCHEMA = "voice_assets"
 TABLES_ENV = "VOICE_ASSETS_TABLES"
 LEDGERS = ("corrections", "speaker_names")  # append-only, unique by correction_id
@@ -93,7 +95,25 @@ def read(root: Path, table: str, partitions: Sequence[str] | None = None) -> pl.
     found = files(root, table, partitions)
     if not found:
         return pl.DataFrame()
-    return pl.concat([pl.read_parquet(p) for p in found], how="diagonal_relaxed")
+    return pl.concat([_read_file(p) for p in found], how="diagonal_relaxed")
+
+
+def _read_file(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise CorruptTableFileError(path, str(exc).splitlines()[0]) from exc
+
+
+def _check_files(paths: Sequence[Path]) -> None:
+    """Raise for the first unreadable file, naming it and the way back."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        try:
+            pq.read_metadata(path)
+        except (OSError, ValueError) as exc:
+            raise CorruptTableFileError(path, str(exc).splitlines()[0]) from exc
 
 
 def _sql_list(paths: Sequence[Path]) -> str:
@@ -116,9 +136,13 @@ def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             scan = f"read_parquet({_sql_list(found)}, union_by_name = true)"
             name = f'"{SCHEMA}"."{folder.name}"'
             if folder.name in LEDGERS:  # a table, so the usual INSERTs append to it
-                con.execute(f"CREATE TABLE {name} AS SELECT * FROM {scan} "
-                            "QUALIFY row_number() OVER (PARTITION BY correction_id "
-                            "ORDER BY recorded_at) = 1")
+                try:
+                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM {scan} "
+                                "QUALIFY row_number() OVER (PARTITION BY correction_id "
+                                "ORDER BY recorded_at) = 1")
+                except duckdb.Error:
+                    _check_files(found)  # names the damaged part and the way back
+                    raise
                 loaded[folder.name] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
             else:
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan}")

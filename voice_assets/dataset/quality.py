@@ -142,6 +142,20 @@ def residual_music_score(samples: np.ndarray, sr: int, f0: np.ndarray | None = N
     # estimation error scale with it) but never covers the space between two harmonics.
     bin_hz = freqs[1] - freqs[0]
     on_comb = np.zeros_like(is_peak)
+    combs: dict[float, np.ndarray] = {}  # an F0 recurs in many frames: its comb, once
+
+    def comb(f: float) -> np.ndarray:
+        if f not in combs:
+            k = np.maximum(1, np.round(freqs / f))
+            tol = np.minimum(np.maximum(1.5 * bin_hz, 0.03 * k * f), 0.15 * f)
+            mask = np.abs(freqs - k * f) <= tol
+            # DIO's commonest error is an octave too high (creaky or breathy voice): the odd
+            # multiples of F0/2 below 4*F0 are then real harmonics too.
+            for odd in (0.5, 1.5, 2.5, 3.5):
+                mask |= np.abs(freqs - odd * f) <= max(1.5 * bin_hz, 0.03 * odd * f)
+            combs[f] = mask
+        return combs[f]
+
     for t in range(n_frames):
         c = t * sub
         near = f0[max(0, c - reach): c + reach + 1]
@@ -149,13 +163,7 @@ def residual_music_score(samples: np.ndarray, sr: int, f0: np.ndarray | None = N
             # DIO misses voicing in creaky or breathy stretches: borrow the nearest F0.
             near = f0[max(0, c - wide): c + wide + 1]
         for f in np.unique(np.round(near[near > 0], 0)):
-            k = np.maximum(1, np.round(freqs / f))
-            tol = np.minimum(np.maximum(1.5 * bin_hz, 0.03 * k * f), 0.15 * f)
-            on_comb[:, t] |= np.abs(freqs - k * f) <= tol
-            # DIO's commonest error is an octave too high (creaky or breathy voice): the odd
-            # multiples of F0/2 below 4*F0 are then real harmonics too.
-            for odd in (0.5, 1.5, 2.5, 3.5):
-                on_comb[:, t] |= np.abs(freqs - odd * f) <= max(1.5 * bin_hz, 0.03 * odd * f)
+            on_comb[:, t] |= comb(float(f))
     candidates = is_peak & ~on_comb
 
     # Persistent: a peak within +-1 bin in every frame of a run of `persist_frames` frames.

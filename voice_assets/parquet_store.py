@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from urllib.parse import quote
 import duckdb
 import polars as pl
 
+from voice_assets.atomic import atomic_path
 from voice_assets.errors import CorruptTableFileError
 
 SCHEMA = "voice_assets"
@@ -68,16 +68,11 @@ def partition_file(root: Path, table: str, partition: str | None) -> Path:
 
 
 def write_file(path: Path, frame: pl.DataFrame) -> None:
-    """Write ``frame`` to ``path`` atomically: readers see the old file or the new, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write ``frame`` to ``path`` atomically: readers see the old file or the new, whole (the
+    temp file lives in the run's scratch folder, or beside ``path`` with a leading dot, which
+    no reader lists)."""
+    with atomic_path(path, suffix=".parquet") as tmp:
         frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def files(root: Path, table: str, partitions: Sequence[str] | None = None) -> list[Path]:

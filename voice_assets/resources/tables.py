@@ -120,14 +120,8 @@ class ParquetTablesIOManager(dg.ConfigurableIOManager):
         else:  # a run over several partitions: each its rows, by the partition column
             column = str(context.definition_metadata["partition_expr"])
             parts = {k: frame.filter(pl.col(column) == k) for k in context.asset_partition_keys}
-        try:
-            for key, part in parts.items():
-                parquet_store.write_file(parquet_store.partition_file(root, table, key), part)
-        except OSError as exc:
-            full = as_disk_full(exc, root)
-            if full is None:
-                raise
-            raise full from exc
+        for key, part in parts.items():  # a full disk is named by the atomic write
+            parquet_store.write_file(parquet_store.partition_file(root, table, key), part)
         described = declared_descriptions(context.definition_metadata)
         context.add_output_metadata({
             "row_count": frame.height,

@@ -57,11 +57,11 @@ def test_whisperx_backend_without_package_says_how_to_install(tmp_path, monkeypa
     transcript = asr.Transcript([asr.Segment(0.0, 1.0, "hi", [asr.Word("hi", 0, 1, 1)])],
                                 "en", "tiny.en")
     with pytest.raises(ModelMissingError,
-                       match=r"whisperx.*pip install 'voice-assets\[whisperx\]'"):
+                       match=r"whisperx.*VOICE_ASSETS_PROFILE=gpu scripts/setup.sh"):
         asr.whisperx_align(transcript, np.zeros(16000, np.float32), tmp_path)
     with pytest.raises(ValueError, match="unknown ASR backend 'nemo'"):
         ASRResource(backend="nemo", home=str(tmp_path)).load()
-    with pytest.raises(ModelMissingError, match="voice-assets\\[whisperx\\]"):
+    with pytest.raises(ModelMissingError, match=r"VOICE_ASSETS_PROFILE=gpu scripts/setup\.sh"):
         ASRResource(backend="whisperx", home=str(tmp_path)).load()
 
 

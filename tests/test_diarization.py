@@ -225,7 +225,7 @@ def test_pyannote_backend_needs_the_extra_and_the_model(tmp_path: Path) -> None:
         DiarizerResource(backend="pyannote").check_available(layout)
     text = str(err.value)
     assert err.value.model == "pyannote-diarization-community-1"
-    assert "voice-assets[pyannote]" in text
+    assert "VOICE_ASSETS_PROFILE=gpu scripts/setup.sh" in text
     assert "voice-assets models pull pyannote-diarization-community-1" in text
     with pytest.raises(ValueError, match="unknown diarization backend"):
         DiarizerResource(backend="nemo").check_available(layout)
@@ -332,9 +332,9 @@ def test_pyannote_selected_but_missing_fails_before_writing(tmp_path: Path, samp
 
 
 def test_pyannote_output_conversion_keeps_overlaps_or_the_exclusive_view() -> None:
-    """pyannote.audio cannot be installed here, so its pipeline is replaced by a callable
-    returning what pyannote 4 returns (real pyannote.core Annotations); the conversion to
-    our turns (overlap split, exclusive view, embeddings) is what is tested."""
+    """The conversion of what a pyannote 4 pipeline returns (real pyannote.core Annotations)
+    into our turns: overlap split, exclusive view, embeddings. The pipeline is a stand-in
+    callable here; the real one runs in tests/test_gpu_profile.py (GPU profile's env)."""
     from types import SimpleNamespace
 
     full, exclusive = Annotation(), Annotation()
@@ -372,3 +372,9 @@ def test_pyannote_output_conversion_keeps_overlaps_or_the_exclusive_view() -> No
     ]
     np.testing.assert_allclose(res.speakers[0].embedding, [0.6, 0.8], atol=1e-6)
     assert res.model == "pyannote-diarization-community-1" and res.n_speakers == 2
+    # A speaker pyannote could not embed gets a zero vector: no profile, not a null voice.
+    seen.clear()
+    pipeline_zero = lambda file, **kw: SimpleNamespace(  # noqa: E731
+        speaker_diarization=full, exclusive_speaker_diarization=exclusive,
+        speaker_embeddings=np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert [p.speaker for p in dia.diarize_pyannote(x, pipeline_zero).speakers] == ["SPK_00"]

@@ -57,6 +57,7 @@ def tone_speech(seconds: float = 1.5, f0: float = 180.0) -> np.ndarray:
     return 0.3 * sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
 
 
+@pytest.mark.heavy_backend
 def test_transformers_backend_loads_and_classifies_from_a_local_dir(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
@@ -76,6 +77,7 @@ def test_transformers_backend_loads_and_classifies_from_a_local_dir(tmp_path):
     assert res.categorical() is res.categorical()
 
 
+@pytest.mark.heavy_backend
 def test_dimensional_backend_loads_audeering_layout(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import Wav2Vec2FeatureExtractor

@@ -152,6 +152,7 @@ def test_haar_backend_finds_the_drawn_faces_without_landmarks(demo_episode: Synt
     assert HaarDetector().embed(frame.image, faces[0]) is None
 
 
+@pytest.mark.heavy_backend
 def test_insightface_backend_loads_the_pulled_layout_and_runs(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     resource = FaceDetectorResource(backend="insightface")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import random_models
 import soundfile as sf
 import soxr
 from testdata import (
@@ -78,45 +79,15 @@ def test_spleeter_raises_vocal_si_sdr_by_3_db(dialogue_and_mix) -> None:
     assert after - before >= 3.0
 
 
-def _tiny_htdemucs(repo: Path, name: str = "htdemucs") -> None:
-    """A randomly initialised HTDemucs saved exactly as demucs's pretrained repos are: a
-    `<sig>-<sha256[:8]>.th` package (klass/args/kwargs/state) and a `<name>.yaml` bag."""
-    import torch
-    from demucs.htdemucs import HTDemucs
-    from demucs.states import get_state, save_with_checksum
-
-    torch.manual_seed(0)
-    model = HTDemucs(
-        sources=["drums", "bass", "other", "vocals"],
-        channels=4,
-        depth=4,
-        t_layers=1,
-        t_heads=2,
-        t_hidden_scale=1.0,
-        dconv_comp=4,
-        segment=4,
-    )
-    args, kwargs = model._init_args_kwargs
-    repo.mkdir(parents=True)
-    save_with_checksum(
-        {
-            "klass": HTDemucs,
-            "args": args,
-            "kwargs": kwargs,
-            "state": get_state(model, None, half=False),
-        },
-        repo / "0123abcd.th",
-    )
-    (repo / f"{name}.yaml").write_text("models: ['0123abcd']\n")
-
-
+@pytest.mark.heavy_backend
 def test_demucs_backend_loads_the_on_disk_format_and_separates(tmp_path: Path) -> None:
     import torch
     from demucs.apply import apply_model
 
     repo = tmp_path / "models" / "htdemucs"
-    _tiny_htdemucs(repo)
-    assert len(list(repo.glob("0123abcd-*.th"))) == 1
+    random_models.htdemucs(repo)
+    assert len(list(repo.glob("955717e8-*.th"))) == 1
+    assert get("htdemucs").is_present(Layout(tmp_path))  # the pulled layout's checks pass
     x = (music(9.0, RATE, seed=1) * 0.5).astype(np.float32)
 
     # One chunk: exactly what demucs's own apply_model gives for the mono-as-stereo input.

@@ -13,6 +13,12 @@ short spikes inside native code (ONNX, CTranslate2, torch) that a sampling threa
 earlier one, so it is only the whole-run figure. Where clear_refs is unavailable (not Linux,
 or a locked-down /proc), a thread samples the RSS every 5 ms instead (method 'sampled').
 Models load inside the stage that first needs them: the figures are a cold run's.
+
+The model stages are built from the same resources the code location runs with, with the
+backends of a profile (``--profile cpu|gpu``, default $VOICE_ASSETS_PROFILE), so the figures
+are those of what a run would do. On a CUDA device each stage also reports its peak GPU
+memory: the device's used memory, sampled every 5 ms (it counts CTranslate2's and
+onnxruntime's allocations, which torch's own counters miss), and torch's peak allocation.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice_assets.profiles import Profile
 from voice_assets.progress import Progress, silent
 
 STAGES = ("decode_audio", "stems", "voice_activity", "diarization", "transcript", "alignment",
@@ -103,6 +110,53 @@ def peak_rss() -> Iterator[_Peak]:
         out.peak_kb = max(peak[0], _rss_kb())
 
 
+@dataclass
+class _GpuPeak:
+    used_mb: float | None = None
+    torch_mb: float | None = None
+
+
+def _cuda() -> Any:
+    """torch.cuda when torch is loaded and sees a GPU, else None (never imports torch)."""
+    torch = sys.modules.get("torch")
+    try:
+        return torch.cuda if torch is not None and torch.cuda.is_available() else None
+    except Exception:  # a broken CUDA install: measure nothing rather than fail the bench
+        return None
+
+
+@contextmanager
+def peak_gpu() -> Iterator[_GpuPeak]:
+    """Peak GPU memory while the block runs (see the module docstring); None without CUDA."""
+    out = _GpuPeak()
+    cuda = _cuda()
+    if cuda is None:
+        yield out
+        return
+
+    def used() -> int:
+        free, total = cuda.mem_get_info()
+        return int(total - free)
+
+    cuda.reset_peak_memory_stats()
+    stop = threading.Event()
+    peak = [used()]
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], used())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out.used_mb = max(peak[0], used()) / 2**20
+        out.torch_mb = cuda.max_memory_allocated() / 2**20
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -117,6 +171,9 @@ class StageResult:
     # Of wall_s: loading the stage's models and their first call on a second of silence
     # (weights, imports, JIT compilation), paid once per process.
     load_s: float = 0.0
+    # On a CUDA device: the device's peak used memory during the stage, and torch's own peak.
+    gpu_peak_mb: float | None = None
+    torch_gpu_peak_mb: float | None = None
 
 
 @dataclass
@@ -133,6 +190,7 @@ class BenchReport:
     device: str
     cpu_count: int
     settings: dict[str, Any] = field(default_factory=dict)
+    profile: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,12 +201,13 @@ class BenchReport:
 
 def format_table(report: BenchReport) -> str:
     """A plain-text table: one row per stage, then end to end."""
-    head = (f"{Path(report.media).name}: {report.audio_s:.1f} s of audio, "
-            f"device {report.device}, {report.cpu_count} CPUs, "
+    head = (f"{Path(report.media).name}: {report.audio_s:.1f} s of audio, profile "
+            f"{report.profile}, device {report.device}, {report.cpu_count} CPUs, "
             f"peak memory by {report.memory_method}")
     rows = [("stage", "wall s", "load s", "RTF", "peak RSS MB", "notes")]
     for s in report.stages:
-        notes = ", ".join(f"{k}={v}" for k, v in s.detail.items())
+        gpu = {"gpu_peak_mb": round(s.gpu_peak_mb)} if s.gpu_peak_mb is not None else {}
+        notes = ", ".join(f"{k}={v}" for k, v in {**s.detail, **gpu}.items())
         rows.append((s.stage, f"{s.wall_s:.2f}", f"{s.load_s:.2f}", f"{s.rtf:.3f}",
                      f"{s.peak_rss_mb:.0f}", notes))
     rows.append(("end to end", f"{report.total_wall_s:.2f}", f"{report.total_load_s:.2f}",
@@ -182,38 +241,58 @@ class _Timer:
     def run(self, stage: str, fn: Callable[[], Any],
             detail: Callable[[Any], dict[str, Any]] | None = None) -> Any:
         self._load = 0.0
-        with peak_rss() as mem:
+        with peak_rss() as mem, peak_gpu() as gpu:
             t0 = time.perf_counter()
             value = fn()
             wall = time.perf_counter() - t0
         self.method = mem.method
         self.stages.append(StageResult(stage, wall, 0.0, mem.peak_kb / 1024,
                                        _rss_kb() / 1024, detail(value) if detail else {},
-                                       load_s=self._load))
+                                       load_s=self._load, gpu_peak_mb=gpu.used_mb,
+                                       torch_gpu_peak_mb=gpu.torch_mb))
         return value
 
 
 def run_benchmark(media_path: Path, subtitles: Path | None = None, *,
-                  asr_model: str = "tiny.en", separation: str | None = None,
-                  workdir: Path | None = None, progress: Progress = silent) -> BenchReport:
+                  profile: str | None = None, asr_model: str | None = None,
+                  separation: str | None = None, workdir: Path | None = None,
+                  progress: Progress = silent) -> BenchReport:
     """Run every speech stage once on ``media_path`` and time it (see the module docstring).
 
-    ``separation`` picks the stem-separation backend (default: the pipeline's default).
+    ``profile`` names the backends (default: $VOICE_ASSETS_PROFILE, else cpu); ``asr_model``
+    and ``separation`` override the profile's ASR model and separation backend.
     Intermediate files go to ``workdir`` (default: a temporary directory, removed after).
     """
     from voice_assets.media.probe import probe_media
+    from voice_assets.profiles import active_profile, get_profile
 
+    chosen = get_profile(profile) if profile else active_profile()
     media_path = Path(media_path)
     probe_media(media_path)  # fail fast, naming the file, before any model loads
+    overrides = {"asr_model": asr_model, "separation": separation}
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        return _run(media_path, subtitles, asr_model, separation, workdir, progress)
+        return _run(media_path, subtitles, chosen, overrides, workdir, progress)
     with tempfile.TemporaryDirectory(prefix="voice-assets-bench-") as tmp:
-        return _run(media_path, subtitles, asr_model, separation, Path(tmp), progress)
+        return _run(media_path, subtitles, chosen, overrides, Path(tmp), progress)
 
 
-def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: str | None,
-         work: Path, progress: Progress) -> BenchReport:
+def _stage_resources(profile: Profile, overrides: dict[str, str | None]) -> dict[str, Any]:
+    """The profile's model resources, with the bench's overrides applied."""
+    from voice_assets.paths import Layout
+    from voice_assets.resources import model_resources
+
+    res = model_resources(Layout.from_env(), profile)
+    if overrides.get("asr_model"):
+        res["asr"] = res["asr"].model_copy(update={"model": overrides["asr_model"]})
+    if overrides.get("separation"):
+        res["separator"] = res["separator"].model_copy(
+            update={"backend": overrides["separation"]})
+    return res
+
+
+def _run(media_path: Path, subtitles: Path | None, profile: Profile,
+         overrides: dict[str, str | None], work: Path, progress: Progress) -> BenchReport:
     import numpy as np
     import polars as pl
 
@@ -221,7 +300,8 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
     from voice_assets.media.probe import probe_media
     from voice_assets.media.subtitles import parse_subtitles
     from voice_assets.media.tables import subtitles_table
-    from voice_assets.speech import alignment, asr, diarization, fusion, vad
+    from voice_assets.paths import Layout
+    from voice_assets.speech import alignment, asr, fusion, vad
     from voice_assets.speech import separation as sep
     from voice_assets.speech.audio_io import read_mono
 
@@ -238,24 +318,15 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
     audio = timer.run("decode_audio", decode, lambda a: {"audio_s": round(a.duration_s, 1)})
     duration = float(audio.duration_s)
 
-    def separate() -> Any:
-        from voice_assets.models import get
+    layout = Layout.from_env()
+    res = _stage_resources(profile, overrides)
 
-        backend = separation or "spleeter"
-        separator: Any
-        if backend == "spleeter":
-            separator = sep.SpleeterSeparator(get("spleeter-2stems").require())
-        elif backend == "demucs":
-            separator = sep.DemucsSeparator(get("htdemucs").require())
-        elif backend == "none":
-            separator = sep.PassThrough()
-        else:
-            raise ValueError(f"unknown separation backend '{backend}'; choose from "
-                             f"{sep.BACKENDS}")
+    def separate() -> Any:
+        separator = timer.load(lambda: res["separator"].separator(layout))
         timer.load(lambda: separator.vocals(np.zeros(separator.sample_rate, np.float32), 1.0))
         return sep.separate_file(audio.dataset_path, work / "stems", separator, progress)
 
-    stems = timer.run("stems", separate, lambda s: {"backend": s.backend})
+    stems = timer.run("stems", separate, lambda s: {"backend": s.backend, "model": s.model})
     vocals = Path(stems.vocals_path)
 
     def voice_activity() -> tuple[Any, Any]:
@@ -268,27 +339,23 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
     region_list = list(zip(regions.starts.tolist(), regions.ends.tolist(), strict=True))
 
     def diarize() -> Any:
-        from voice_assets.models import get
-        from voice_assets.speech.embeddings import SpeakerEncoder
+        diarizer = timer.load(lambda: res["diarizer"].diarizer(layout))
+        warm = np.zeros(2 * asr.SAMPLE_RATE, np.float32)
+        timer.load(lambda: diarizer.diarize(
+            warm, vad.SpeechRegions(np.zeros(1), np.full(1, 2.0), 2.0)))
+        return diarizer.diarize(samples16k, regions, progress=progress)
 
-        encoder = SpeakerEncoder(get("resemblyzer-ge2e").require())
-        timer.load(lambda: encoder.embed_windows(np.zeros(2 * asr.SAMPLE_RATE, np.float32),
-                                                 np.zeros(1), 1.5))
-        return diarization.diarize_embed_cluster(samples16k, regions, encoder,
-                                                 progress=progress)
-
-    diar = timer.run("diarization", diarize, lambda d: {"speakers": d.n_speakers,
+    diar = timer.run("diarization", diarize, lambda d: {"backend": d.backend,
+                                                          "speakers": d.n_speakers,
                                                           "turns": len(d.turns)})
 
     def transcribe() -> Any:
-        device, _ = asr.default_device()
-        model = timer.load(lambda: asr.load_whisper(str(asr.resolve_model(asr_model))))
-        return asr.transcribe(model, samples16k, region_list, model_name=asr_model,
-                              batch_size=asr.default_batch_size(device), progress=progress)
+        timer.load(lambda: res["asr"].load())
+        return res["asr"].transcribe(samples16k, region_list, progress=progress)
 
     transcript = timer.run("transcript", transcribe,
-                           lambda t: {"model": asr_model, "words": len(t.words),
-                                      "language": t.language})
+                           lambda t: {"backend": res["asr"].backend, "model": t.model,
+                                      "words": len(t.words), "language": t.language})
 
     def align() -> Any:
         if subtitles is not None:
@@ -352,18 +419,18 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
                                         "kept": int(df["keep"].sum()) if df.height else 0})
 
     def faces() -> Any:
-        from voice_assets.faces.detect import DlibDetector
         from voice_assets.faces.episode import track_episode_faces
         from voice_assets.faces.speaking import Turn, speaking_faces
 
-        detector = timer.load(DlibDetector)
+        detector = timer.load(lambda: res["face_detector"].detector(layout))
         found = track_episode_faces(media_path, region_list, detector, progress=progress)
         turns = [Turn(t.speaker, t.start, t.end) for t in diar.turns]
         ranked = speaking_faces(turns, [t.activity_series() for t in found.tracks])
         return found, ranked
 
     timer.run("faces", faces, lambda f: {
-        "tracks": len(f[0].tracks), "detector_passes": f[0].detector_passes,
+        "backend": res["face_detector"].backend, "tracks": len(f[0].tracks),
+        "detector_passes": f[0].detector_passes,
         "turns_with_face": sum(r.track_id is not None for r in f[1]),
         **({"skipped": f[0].skipped} if f[0].skipped else {})})
 
@@ -379,5 +446,8 @@ def _run(media_path: Path, subtitles: Path | None, asr_model: str, separation: s
         total_load_s=sum(s.load_s for s in timer.stages),
         peak_rss_mb=max([ru_peak_kb / 1024] + [s.peak_rss_mb for s in timer.stages]),
         memory_method=timer.method, device=device, cpu_count=os.cpu_count() or 1,
-        settings={"asr_model": asr_model, "separation": separation or "default"},
+        settings={"separation": res["separator"].backend, "diarization": res["diarizer"].backend,
+                  "asr_backend": res["asr"].backend, "asr_model": res["asr"].model,
+                  "faces": res["face_detector"].backend},
+        profile=profile.name,
     )

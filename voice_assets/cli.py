@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -555,18 +556,30 @@ def models_list() -> None:
             click.echo(f"{'':<14} fetch with: {spec.pull}")
 
 
+def _profile_specs(names: tuple[str, ...], profile: str | None) -> list[Any] | None:
+    """The catalog entries NAMES and/or a profile's models name; None when neither is given."""
+    from voice_assets import models as catalog
+    from voice_assets.profiles import get_profile
+
+    wanted = list(names) + (list(get_profile(profile).models) if profile else [])
+    return [catalog.get(n) for n in dict.fromkeys(wanted)] if wanted else None
+
+
+_PROFILE_OPTION = click.option(
+    "--profile", type=click.Choice(["cpu", "gpu"]), default=None,
+    help="Also every model that profile's backends load (VOICE_ASSETS_PROFILE).")
+
+
 @models.command("verify")
 @click.argument("names", nargs=-1)
-def models_verify(names: tuple[str, ...]) -> None:
+@_PROFILE_OPTION
+def models_verify(names: tuple[str, ...], profile: str | None) -> None:
     """Exit non-zero when a named (default: every embedded) model is missing."""
     from voice_assets import models as catalog
 
     layout = _layout()
-    specs = (
-        [catalog.get(n) for n in names]
-        if names
-        else [s for s in catalog.CATALOG.values() if s.embedded]
-    )
+    specs = _profile_specs(names, profile) or [
+        s for s in catalog.CATALOG.values() if s.embedded]
     bad = 0
     for spec in specs:
         try:
@@ -579,18 +592,21 @@ def models_verify(names: tuple[str, ...]) -> None:
 
 
 @models.command("pull")
-@click.argument("names", nargs=-1, required=True)
-def models_pull(names: tuple[str, ...]) -> None:
+@click.argument("names", nargs=-1)
+@_PROFILE_OPTION
+def models_pull(names: tuple[str, ...], profile: str | None) -> None:
     """Download heavy models into the models dir (run on a machine with internet access)."""
     from voice_assets import models as catalog
 
+    specs = _profile_specs(names, profile)
+    if not specs:
+        raise click.UsageError("name the models to pull, or give --profile gpu")
     layout = _layout()
-    for name in names:
-        spec = catalog.get(name)
+    for spec in specs:
         if spec.embedded:
-            click.echo(f"{name}: ships inside a Python package; nothing to pull")
+            click.echo(f"{spec.name}: ships inside a Python package; nothing to pull")
             continue
-        click.echo(f"{name}: fetching {spec.source} -> {spec.path(layout)}")
+        click.echo(f"{spec.name}: fetching {spec.source} -> {spec.path(layout)}")
         catalog.pull(spec, layout)
 
 
@@ -651,7 +667,11 @@ def tables_migrate(target: Path | None) -> None:
               "into its inbox at once, and measure until the series exports are built.")
 @click.option("--timeout", "timeout_s", default=3600, show_default=True,
               help="With --drop: give up after this many seconds.")
-def bench(episode: str | None, as_json: bool, drop: int | None, timeout_s: int) -> None:
+@click.option("--profile", "profile", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="The backends to measure (default: $VOICE_ASSETS_PROFILE, else cpu); gpu "
+              "runs in the GPU profile's environment and reports GPU memory per stage.")
+def bench(episode: str | None, as_json: bool, drop: int | None, timeout_s: int,
+          profile: str | None) -> None:
     """Real-time factor and peak memory per stage (default: the demo episode)."""
     from voice_assets import bench as benchmark
     from voice_assets import inbox, synth
@@ -683,7 +703,8 @@ def bench(episode: str | None, as_json: bool, drop: int | None, timeout_s: int) 
         ep = synth.demo_episode(layout.home / "bench", series="demo", seed=0, index=1,
                                 progress=tqdm_progress())
         media, subtitles = Path(ep.video), Path(ep.subtitles)
-    report = benchmark.run_benchmark(media, subtitles, progress=tqdm_progress())
+    report = benchmark.run_benchmark(media, subtitles, profile=profile,
+                                     progress=tqdm_progress())
     click.echo(
         json.dumps(report.to_dict(), indent=2) if as_json else benchmark.format_table(report)
     )

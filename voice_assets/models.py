@@ -46,6 +46,9 @@ class ModelSpec:
     required_files: tuple[str, ...] = field(default=())
     # Where `models pull` fetches a heavy model from: "hf:<repo_id>" or "url:<https url>[ ...]".
     source: str = ""
+    # A fetched .zip is flattened into the model's folder (a model pack), or, when this names
+    # a subfolder, unpacked with its paths kept under it (a data tree such as NLTK's).
+    unzip_into: str | None = None
 
     def path(self, layout: Layout | None = None) -> Path:
         return self.locate(layout or Layout.from_env())
@@ -57,7 +60,9 @@ class ModelSpec:
             return False
         if not p.exists():
             return False
-        return all((p / f).exists() for f in self.required_files)
+        # A name may be a glob: demucs names weights `<signature>-<sha256 prefix>.th`.
+        return all(any(p.glob(f)) if "*" in f else (p / f).exists()
+                   for f in self.required_files)
 
     def require(self, layout: Layout | None = None) -> Path:
         """The model's local path, or a ModelMissingError that says how to fetch it."""
@@ -91,7 +96,8 @@ def get(name: str) -> ModelSpec:
 
 
 def heavy(
-    name: str, stage: str, description: str, source: str, required_files: tuple[str, ...] = ()
+    name: str, stage: str, description: str, source: str, required_files: tuple[str, ...] = (),
+    unzip_into: str | None = None,
 ) -> ModelSpec:
     """Register a model that lives under <models dir>/<name> and is fetched by `models pull`.
 
@@ -107,6 +113,7 @@ def heavy(
             pull=f"voice-assets models pull {name}",
             required_files=required_files,
             source=source,
+            unzip_into=unzip_into,
         )
     )
 
@@ -151,14 +158,17 @@ def pull(spec: ModelSpec, layout: Layout | None = None) -> Path:
             for url in where.split():
                 name = url.rsplit("/", 1)[-1]
                 urllib.request.urlretrieve(url, tmp / name)
-                if name.endswith(".zip"):  # a model pack: its files, flattened
+                if name.endswith(".zip"):
                     import zipfile
 
                     with zipfile.ZipFile(tmp / name) as pack:
-                        for member in pack.infolist():
-                            if not member.is_dir():
-                                (tmp / Path(member.filename).name).write_bytes(
-                                    pack.read(member))
+                        if spec.unzip_into is not None:  # a data tree: paths kept
+                            pack.extractall(tmp / spec.unzip_into)
+                        else:  # a model pack: its files, flattened
+                            for member in pack.infolist():
+                                if not member.is_dir():
+                                    (tmp / Path(member.filename).name).write_bytes(
+                                        pack.read(member))
                     (tmp / name).unlink()
         else:
             raise ValueError(f"model '{spec.name}' has no usable source ({spec.source!r})")
@@ -267,6 +277,15 @@ heavy(
     "hf:facebook/wav2vec2-base-960h",
     required_files=("config.json",),
 )
+heavy(
+    "nltk-punkt-tab",
+    "alignment",
+    "NLTK Punkt sentence-splitter tables: WhisperX splits each aligned segment at sentence ends",
+    "url:https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/"
+    "punkt_tab.zip",
+    required_files=("tokenizers/punkt_tab/english/collocations.tab",),
+    unzip_into="tokenizers",
+)
 
 
 # --- Separation, voice activity, diarization (voice_assets.speech.separation / vad / diarization)
@@ -306,7 +325,7 @@ heavy(
     "separation",
     "Hybrid Transformer Demucs v4 (4 sources); GPU recommended",
     "url:" + " ".join([_DEMUCS_URL + f for f in _HTDEMUCS] + [_DEMUCS_YAML + "htdemucs.yaml"]),
-    required_files=("htdemucs.yaml", *_HTDEMUCS),
+    required_files=("htdemucs.yaml", *(f.split("-")[0] + "-*.th" for f in _HTDEMUCS)),
 )
 heavy(
     "htdemucs_ft",
@@ -314,7 +333,7 @@ heavy(
     "Fine-tuned Hybrid Transformer Demucs (bag of 4, best vocals, 4x slower); GPU recommended",
     "url:"
     + " ".join([_DEMUCS_URL + f for f in _HTDEMUCS_FT] + [_DEMUCS_YAML + "htdemucs_ft.yaml"]),
-    required_files=("htdemucs_ft.yaml", *_HTDEMUCS_FT),
+    required_files=("htdemucs_ft.yaml", *(f.split("-")[0] + "-*.th" for f in _HTDEMUCS_FT)),
 )
 heavy(
     "pyannote-diarization-community-1",

@@ -11,6 +11,7 @@ import numpy as np
 from voice_assets.errors import ModelMissingError
 from voice_assets.models import get, module_available
 from voice_assets.paths import Layout
+from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech import asr as asr_mod
 from voice_assets.speech.alignment import AlignOptions
@@ -60,9 +61,10 @@ class ASRResource(dg.ConfigurableResource):
         if self.backend == "whisperx":  # fail before minutes of transcription, not after
             if not module_available("whisperx"):
                 raise ModelMissingError("whisperx", "installed Python packages",
-                                        "pip install 'voice-assets[whisperx]' "
+                                        f"{GPU_ENVIRONMENT} "
                                         "(or choose backend 'faster-whisper')")
             get(self.align_model).require(self.layout)
+            get("nltk-punkt-tab").require(self.layout)
         path = asr_mod.resolve_model(model or self.model, self.layout)
         return asr_mod.load_whisper(str(path), self.device, self.compute_type, self.cpu_threads)
 
@@ -82,8 +84,9 @@ class ASRResource(dg.ConfigurableResource):
             beam_size=self.beam_size, batch_size=batch, progress=progress)
         if self.backend == "whisperx" and transcript.segments:
             align_dir = get(self.align_model).require(self.layout)
-            transcript = asr_mod.whisperx_align(transcript, samples, align_dir,
-                                                self.resolved_device)
+            transcript = asr_mod.whisperx_align(
+                transcript, samples, align_dir, self.resolved_device,
+                punkt_dir=get("nltk-punkt-tab").require(self.layout))
         return transcript
 
 

@@ -9,6 +9,7 @@ from pydantic import Field
 from voice_assets.errors import ModelMissingError
 from voice_assets.models import get, module_available
 from voice_assets.paths import Layout
+from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.resources.separator import resolve_device
 from voice_assets.speech import diarization as dia
@@ -24,8 +25,8 @@ class DiarizerResource(dg.ConfigurableResource):
     ``embed-cluster`` (default, embedded, CPU): Resemblyzer GE2E embeddings of windows of
     the voice-activity regions, clustered with an automatic speaker count, then re-segmented
     frame by frame. ``pyannote``: the pyannote.audio 4 community-1 pipeline from the models
-    dir (`pip install 'voice-assets[pyannote]'` and `voice-assets models pull
-    pyannote-diarization-community-1`). ``num_speakers`` forces the count;
+    dir, in the GPU profile's environment (`VOICE_ASSETS_PROFILE=gpu scripts/setup.sh` and
+    `voice-assets models pull pyannote-diarization-community-1`). ``num_speakers`` forces the count;
     ``min_speakers``/``max_speakers`` bound it. ``exclusive`` (default) keeps one speaker at a
     time and flags overlapped stretches; off, the second voice gets its own overlapped rows.
     """
@@ -72,13 +73,27 @@ class DiarizerResource(dg.ConfigurableResource):
                 raise ModelMissingError(
                     dia.PYANNOTE_MODEL,
                     "installed Python packages (pyannote.audio is not installed)",
-                    f"pip install 'voice-assets[pyannote]' && {spec.pull}",
+                    f"{GPU_ENVIRONMENT} && {spec.pull}",
                 )
             spec.require(layout)
         else:
             raise ValueError(
                 f"unknown diarization backend '{self.backend}'; choose one of {BACKENDS}"
             )
+
+    def diarizer(self, layout: Layout | None = None) -> dia.Diarizer:
+        """The configured backend, loaded (a missing model or package raises right here)."""
+        layout = layout or Layout.from_env()
+        self.check_available(layout)
+        device = resolve_device(self.device)
+        if self.backend == "pyannote":
+            pipeline = dia.load_pyannote_pipeline(get(dia.PYANNOTE_MODEL).require(layout), device)
+            return dia.PyannoteDiarizer(pipeline, self.exclusive, self.num_speakers,
+                                        self.min_speakers, self.max_speakers)
+        encoder = SpeakerEncoder(
+            get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
+        )
+        return dia.EmbedClusterDiarizer(encoder, self.params())
 
     def diarize(
         self,
@@ -87,24 +102,7 @@ class DiarizerResource(dg.ConfigurableResource):
         layout: Layout | None = None,
         progress: Progress = silent,
     ) -> dia.DiarizationResult:
-        layout = layout or Layout.from_env()
-        self.check_available(layout)
-        device = resolve_device(self.device)
-        if self.backend == "pyannote":
-            pipeline = dia.load_pyannote_pipeline(get(dia.PYANNOTE_MODEL).require(layout), device)
-            return dia.diarize_pyannote(
-                samples16k,
-                pipeline,
-                exclusive=self.exclusive,
-                num_speakers=self.num_speakers,
-                min_speakers=self.min_speakers,
-                max_speakers=self.max_speakers,
-                progress=progress,
-            )
-        encoder = SpeakerEncoder(
-            get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
-        )
-        return dia.diarize_embed_cluster(samples16k, regions, encoder, self.params(), progress)
+        return self.diarizer(layout).diarize(samples16k, regions, progress)
 
     def embed_reference(self, samples16k: np.ndarray, layout: Layout | None = None
                         ) -> tuple[np.ndarray, str] | None:

@@ -24,6 +24,7 @@ from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import ModelMissingError
 from voice_assets.models import CATALOG, get
 from voice_assets.paths import Layout
+from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.japanese import join_words
 
@@ -459,18 +460,26 @@ def transcribe(model: Any, samples: np.ndarray, regions: Sequence[tuple[float, f
 
 
 def whisperx_align(transcript: Transcript, samples: np.ndarray, align_model_dir: Path,
-                   device: str = "cpu") -> Transcript:
+                   device: str = "cpu", punkt_dir: Path | None = None) -> Transcript:
     """Re-time words with WhisperX's wav2vec2 CTC alignment (more precise word edges).
 
-    whisperx pins a torch that clashes with the lean stack, so it is optional.
+    whisperx pins a torch that clashes with the CPU profile's, so it lives in the GPU
+    profile's environment. It splits segments at sentence ends with NLTK's Punkt tables,
+    which it would download on first use: ``punkt_dir`` (the `nltk-punkt-tab` model) holds
+    them locally instead.
     """
     try:
         import whisperx
     except ImportError as exc:
         raise ModelMissingError(
             "whisperx", "installed Python packages",
-            "pip install 'voice-assets[whisperx]' (or choose backend 'faster-whisper')",
+            f"{GPU_ENVIRONMENT} (or choose backend 'faster-whisper')",
         ) from exc
+    import nltk
+
+    punkt = str(punkt_dir or get("nltk-punkt-tab").require())
+    if punkt not in nltk.data.path:
+        nltk.data.path.insert(0, punkt)
     align_model, metadata = whisperx.load_align_model(
         language_code=transcript.language, device=device, model_name=str(align_model_dir))
     out: list[Segment] = []

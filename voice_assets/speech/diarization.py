@@ -17,12 +17,14 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 
 from voice_assets.episode_keys import EPISODE_COLUMN
 from voice_assets.errors import ModelMissingError
+from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
 from voice_assets.speech.vad import SpeechRegions
@@ -540,15 +542,23 @@ def diarize_embed_cluster(
 PYANNOTE_MODEL = "pyannote-diarization-community-1"
 
 
+_PIPELINES: dict[tuple[str, str], Callable] = {}
+
+
 def load_pyannote_pipeline(path: Path, device: str = "cpu") -> Callable:
-    """A pyannote.audio 4 pipeline from a local directory, or a clear error if unavailable."""
+    """A pyannote.audio 4 pipeline from a local directory, or a clear error if unavailable.
+
+    Loaded once per process and device: later episodes in the same process reuse it."""
+    key = (str(Path(path).resolve()), device)
+    if key in _PIPELINES:
+        return _PIPELINES[key]
     try:
         from pyannote.audio import Pipeline  # type: ignore[import-not-found]
     except ImportError as exc:
         raise ModelMissingError(
             PYANNOTE_MODEL,
             "installed Python packages (pyannote.audio is not installed)",
-            f"pip install 'voice-assets[pyannote]' && voice-assets models pull {PYANNOTE_MODEL}",
+            f"{GPU_ENVIRONMENT} && voice-assets models pull {PYANNOTE_MODEL}",
         ) from exc
     import torch
 
@@ -556,6 +566,7 @@ def load_pyannote_pipeline(path: Path, device: str = "cpu") -> Callable:
     if pipeline is None:
         raise ModelMissingError(PYANNOTE_MODEL, path, f"voice-assets models pull {PYANNOTE_MODEL}")
     pipeline.to(torch.device(device))
+    _PIPELINES[key] = pipeline
     return pipeline
 
 
@@ -618,11 +629,56 @@ def diarize_pyannote(
     for t in turns:
         by_spk[t.speaker] = by_spk.get(t.speaker, 0.0) + (t.end - t.start)
     if emb is not None:
-        e = _normalise(np.asarray(emb, np.float64)).astype(np.float32)
+        raw = np.asarray(emb, np.float64)
+        e = _normalise(raw).astype(np.float32)
         for i, lab in enumerate(labels):
-            if i < e.shape[0] and np.isfinite(e[i]).all():
-                speakers.append(SpeakerProfile(names[lab], e[i], by_spk.get(names[lab], 0.0), 0))
+            # pyannote gives a speaker it could not embed (too little clean speech) a zero or
+            # NaN vector: no profile rather than one that matches nothing, or everything.
+            if (i < e.shape[0] and np.isfinite(raw[i]).all() and np.linalg.norm(raw[i]) > 1e-9
+                    and by_spk.get(names[lab], 0.0) > 0):
+                speakers.append(SpeakerProfile(names[lab], e[i], by_spk[names[lab]], 0))
     return DiarizationResult(turns, speakers, PYANNOTE_MODEL, duration, "pyannote")
+
+
+# ---------------------------------------------------------------------------------- backends
+
+
+class Diarizer(Protocol):
+    """A loaded diarization backend: who spoke when in one episode's vocal stem."""
+
+    backend: str
+
+    def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
+                progress: Progress = silent) -> DiarizationResult: ...
+
+
+@dataclass
+class EmbedClusterDiarizer:
+    encoder: SpeakerEncoder
+    params: EmbedClusterParams = field(default_factory=EmbedClusterParams)
+    backend: str = "embed-cluster"
+
+    def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
+                progress: Progress = silent) -> DiarizationResult:
+        return diarize_embed_cluster(samples16k, regions, self.encoder, self.params, progress)
+
+
+@dataclass
+class PyannoteDiarizer:
+    """pyannote runs its own segmentation: the voice-activity regions are not used."""
+
+    pipeline: Callable
+    exclusive: bool = True
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    backend: str = "pyannote"
+
+    def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
+                progress: Progress = silent) -> DiarizationResult:
+        return diarize_pyannote(samples16k, self.pipeline, exclusive=self.exclusive,
+                                num_speakers=self.num_speakers, min_speakers=self.min_speakers,
+                                max_speakers=self.max_speakers, progress=progress)
 
 
 # ------------------------------------------------------------------------------------ tables

@@ -130,6 +130,50 @@ def wav2vec2_ctc(folder: Path, full: bool = False) -> Path:
     return folder
 
 
+def whisper_ct2(folder: Path, full: bool = False) -> Path:
+    """A multilingual Whisper in CTranslate2's format, as faster-whisper loads the pulled
+    `faster-whisper-large-v3`: ``full`` has large-v3's shape (1280-d, 32 + 32 layers, 128 mel
+    bins; 1.55 B parameters, float16). The tokenizer is the packaged Whisper base's (51,865
+    tokens: large-v3 has one more, a language Cantonese, which random weights never need)."""
+    import json
+    import tempfile
+
+    import ctranslate2
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    base = get("whisper-base").require()
+    dims = (dict(d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20,
+                 decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120,
+                 num_mel_bins=128) if full else
+            dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                 num_mel_bins=80))
+    ids = dict(decoder_start_token_id=50258, eos_token_id=50257, pad_token_id=50257,
+               bos_token_id=50257)
+    model = WhisperForConditionalGeneration(WhisperConfig(vocab_size=51865, **dims, **ids))
+    layers = dims["decoder_layers"]
+    model.generation_config = GenerationConfig(
+        **ids, is_multilingual=True, no_timestamps_token_id=50363, suppress_tokens=[],
+        lang_to_id={"<|en|>": 50259, "<|ja|>": 50266},
+        task_to_id={"transcribe": 50359, "translate": 50358},
+        begin_suppress_tokens=[220, 50257],
+        # Cross-attention heads for word timestamps, in the last layers (an index past the
+        # decoder crashes CTranslate2's aligner).
+        alignment_heads=[[layers - 1 - i, i % dims["decoder_attention_heads"]]
+                         for i in range(min(4, layers))])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        shutil.copyfile(base / "tokenizer.json", Path(tmp) / "tokenizer.json")
+        ctranslate2.converters.TransformersConverter(tmp, copy_files=["tokenizer.json"]).convert(
+            str(folder), quantization="float16", force=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "feature_size": dims["num_mel_bins"], "sampling_rate": 16000, "hop_length": 160,
+        "chunk_length": 30, "n_fft": 400}))
+    return folder
+
+
 def punkt_tables(root: Path) -> Path:
     """NLTK's punkt_tab layout for English with empty parameters (no learned abbreviations:
     splits at every sentence-final period), where `models pull nltk-punkt-tab` unpacks the
@@ -144,9 +188,9 @@ def punkt_tables(root: Path) -> Path:
 
 def gpu_profile_models(layout: Layout, full: bool = False) -> list[str]:
     """Every model the GPU profile names, under ``layout.models`` as `models pull` lays
-    them out. Whisper large-v3 is a CTranslate2 conversion that cannot be made here: its
-    place is taken by the packaged tiny.en (real weights, same format and loader), or, with
-    ``full``, left for the caller to provide."""
+    them out. With ``full``, Whisper large-v3's shape with random weights (for timing);
+    otherwise its place is taken by the packaged tiny.en (real weights, same format and
+    loader), so the transcript stage still hears words on two cores."""
     from random_insightface import make_models
 
     htdemucs(layout.models / "htdemucs", full=full)
@@ -156,9 +200,9 @@ def gpu_profile_models(layout: Layout, full: bool = False) -> list[str]:
     make_models(str(layout.models / "insightface-buffalo_l"), profile="full" if full else "tiny")
     made = ["htdemucs", "pyannote-diarization-community-1", "wav2vec2-base-960h",
              "insightface-buffalo_l"]
-    if not full:
-        target = layout.models / "whisper-large-v3"
-        if not target.exists():
-            shutil.copytree(get("whisper-tiny.en").require(layout), target)
-        made.append("whisper-large-v3")
-    return made
+    target = layout.models / "whisper-large-v3"
+    if full:
+        whisper_ct2(target, full=True)
+    elif not target.exists():
+        shutil.copytree(get("whisper-tiny.en").require(layout), target)
+    return [*made, "whisper-large-v3"]

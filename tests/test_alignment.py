@@ -126,11 +126,6 @@ def test_guess_phones_for_names_missing_from_cmudict():
     assert phones[0] == "K" and "AY" in phones
 
 
-def test_mfa_backend_is_skipped_when_not_installed(monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    assert al.mfa_available() is None
-
-
 # --- the demo episode: real speech, real models -------------------------------------------------
 
 

@@ -372,6 +372,7 @@ def _run(media_path: Path, subtitles: Path | None, profile: Profile,
             from voice_assets.speech.wer import word_error_rate
 
             df = alignment.aligned_frame(episode, r).filter(pl.col("kind") == "dialogue")
+            out["dialogue_lines"] = df.height  # the WER's reference: lines heard as speech
             out["asr_wer_vs_subtitles"] = round(word_error_rate(
                 df.sort("start")["text"].to_list(), [s.text for s in transcript.segments],
                 transcript.language), 3)

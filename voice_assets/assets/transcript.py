@@ -153,6 +153,10 @@ def aligned_transcript(context: dg.AssetExecutionContext, alignment: AlignmentRe
                     for r in transcript.iter_rows(named=True)]
         result = align_mod.asr_lines(segments, samples, regions, language,
                                      alignment.options(), progress)
+    if alignment.mfa and result.refiner != "mfa":
+        context.log.warning(
+            f"alignment.mfa is set but MFA did not run (no `mfa` executable on PATH, or it "
+            f"failed); line edges were refined by {result.refiner}")
     df = align_mod.aligned_frame(episode, result)
     drift = align_mod.drift_summary(df)
     kinds = align_mod.kind_counts(result)

@@ -95,7 +95,9 @@ class AlignmentResource(dg.ConfigurableResource):
 
     ``pocketsphinx`` refines line edges by forced alignment (English audio). ``mfa`` uses the
     Montreal Forced Aligner instead when an `mfa` executable is on PATH (with the named
-    pretrained dictionary and acoustic model); without one it is skipped. A median absolute
+    pretrained dictionary and acoustic model). MFA is an external tool (Kaldi, installed with
+    conda; PyPI's package cannot run without it) and is not part of either profile's
+    environment: without it pocketsphinx refines, with a warning in the run's log. A median absolute
     drift above ``max_median_drift_s`` fails the WARN-severity drift check.
     """
 

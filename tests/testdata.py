@@ -368,3 +368,28 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class S3Server:
+    """A real S3 endpoint (moto's server: the S3 REST API over HTTP) on a free loopback port,
+    with the environment a client needs (credentials and AWS_ENDPOINT_URL) in ``env``."""
+
+    def __init__(self, bucket: str = "voice-assets") -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.bucket = bucket
+        self.env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}"}
+
+    def filesystem(self) -> Any:
+        import s3fs
+
+        return s3fs.S3FileSystem(key="test", secret="test",
+                                 endpoint_url=self.env["AWS_ENDPOINT_URL"])
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -3,6 +3,7 @@
 Temp files go into the run's scratch folder (`use_scratch`, set by the storage resource for the
 length of a run) when it is on the target's filesystem, so a killed run leaves its temp files
 in one place that the next run removes (voice_assets/scratch.py); otherwise beside the target.
+With a shared store (voice_assets/object_store.py) each committed file is uploaded there too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voice_assets import object_store
 from voice_assets.diskspace import as_disk_full
 
 _scratch: list[Path] = []  # process-wide: domain code and its worker threads see it too
@@ -84,6 +86,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+        object_store.committed(target)  # a shared store (VOICE_ASSETS_STORE) gets it too
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -105,6 +108,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old.parent, ignore_errors=True)
+        object_store.committed(target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

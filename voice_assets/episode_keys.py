@@ -72,3 +72,8 @@ def assign_keys(files: Iterable[tuple[str, Path]]) -> dict[str, Path]:
             )
         keys[key] = Path(path)
     return keys
+
+
+def series_of(episode: str) -> str:
+    """The series slug of an episode key (``<series>__<stem>``)."""
+    return episode.split("__", 1)[0]

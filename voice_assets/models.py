@@ -58,6 +58,10 @@ class ModelSpec:
             p = self.path(layout)
         except ModelMissingError:
             return False
+        if not self.embedded and not p.exists():  # pulled once into a shared store
+            from voice_assets.object_store import ensure_tree
+
+            ensure_tree(p)
         if not p.exists():
             return False
         # A name may be a glob: demucs names weights `<signature>-<sha256 prefix>.th`.

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import duckdb
 import polars as pl
 
+from voice_assets import object_store
 from voice_assets.atomic import atomic_path
 from voice_assets.errors import CorruptTableFileError
 
@@ -79,7 +80,12 @@ def files(root: Path, table: str, partitions: Sequence[str] | None = None) -> li
     """The table's files (of some partitions), sorted; temp files are not table files."""
     folder = root / table
     if partitions is not None:
-        return [p for p in (partition_file(root, table, k) for k in partitions) if p.exists()]
+        wanted = [partition_file(root, table, k) for k in partitions]
+        store = object_store.current()  # files other machines wrote, or rewrote
+        for path in wanted if store is not None else ():
+            store.fetch(path, refresh=True)
+        return [p for p in wanted if p.exists()]
+    object_store.ensure_tree(folder)
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
@@ -119,6 +125,7 @@ def _sql_list(paths: Sequence[Path]) -> str:
 def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB over the store: ``voice_assets.<table>`` for every table; new
     ledger rows are written as part files when the block ends without error."""
+    object_store.ensure_tree(root)  # every table file any machine wrote, current
     con = duckdb.connect()
     try:
         con.execute(f'CREATE SCHEMA "{SCHEMA}"')

@@ -14,6 +14,7 @@ import polars as pl
 import soundfile as sf
 from pydantic import Field
 
+from voice_assets import object_store
 from voice_assets.assets.common import (
     episode_asset_kwargs,
     png_md,
@@ -21,6 +22,8 @@ from voice_assets.assets.common import (
     table_asset_kwargs,
 )
 from voice_assets.atomic import atomic_dir
+from voice_assets.characters.cast import load_cast
+from voice_assets.episode_keys import series_of
 from voice_assets.inbox import REVISION_METADATA, resolve_episode, revision_of
 from voice_assets.media.decode import ANALYSIS_RATE, DATASET_RATE, decode_episode_audio
 from voice_assets.media.probe import DEFAULT_LANGUAGES, probe_media, truncation_tolerance
@@ -80,6 +83,13 @@ def episode_media(
     item = resolve_episode(storage.layout.inbox, key, config.subtitle_languages)
     info = probe_media(item.path, config.audio_languages)
     media_hash, revision = revision_of(item)
+    shared = object_store.current()
+    if shared is not None:  # later steps, on any machine, read these from the store
+        cast = load_cast(storage.layout.inbox, series_of(key))
+        declared = [f for c in cast.characters for f in (*c.reference_clips, *c.faces)]
+        for path in (item.path, *item.subtitles, *([cast.path] if cast.path else []),
+                     *declared):
+            shared.upload(path, skip_unchanged=True)
     df = media_table(key, item.series, info, item.subtitle, media_hash)
     streams = "\n".join(
         f"| {s.index} | {s.codec} | {s.language or '-'} | {s.sample_rate} | {s.channels} "

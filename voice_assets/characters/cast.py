@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from voice_assets import object_store
 from voice_assets.episode_keys import slug
 from voice_assets.errors import VoiceAssetsError
 
@@ -123,6 +124,8 @@ def _check_file(path: Path, where: Path, entry: str, what: str, kind: str,
                 suffixes: tuple[str, ...]) -> Path:
     """A file ``characters.yaml`` points at: it must exist and have a usable suffix."""
     if not path.is_file():
+        object_store.ensure_local([path])  # with a shared store, it may be there
+    if not path.is_file():
         raise CastError(where, entry, f"{what} {path} does not exist")
     if path.suffix.lower() not in suffixes:
         raise CastError(where, entry, f"{what} {path} is not {kind} ({', '.join(suffixes)})")
@@ -198,6 +201,7 @@ def parse_cast(series: str, path: Path, data: Any) -> Cast:
 
 def find_cast_file(inbox: Path, series: str) -> Path | None:
     """``inbox/<folder>/characters.yaml`` of the folder whose slug is ``series``."""
+    object_store.ensure_glob(inbox, f"*/{CAST_FILE}")  # written where the inbox is
     if not inbox.is_dir():
         return None
     for folder in sorted(inbox.iterdir()):

@@ -36,7 +36,7 @@ from voice_assets.characters.voices import (
     SpeakerVoice,
     link_episode,
 )
-from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN, series_of
 
 MAP_SCHEMA: dict[str, pl.DataType] = {
     "episode": pl.Utf8(),
@@ -157,10 +157,6 @@ class EpisodeEvidence:
                 spk, emb, str(row.get("model") or ""),
                 speech.get(spk, float(row.get("speech_s") or 0.0)), turns.get(spk, 0), own))
         return out
-
-
-def series_of(episode: str) -> str:
-    return episode.split("__", 1)[0]
 
 
 def _row(episode: str, speaker: str, speech_s: float, n_turns: int, res: Resolution,

@@ -33,7 +33,7 @@ from voice_assets.dataset.quality import (
     source_bandwidth_gate,
     wada_snr,
 )
-from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
+from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN, series_of
 from voice_assets.errors import MediaError
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.fusion import word_is_overlapped
@@ -122,11 +122,6 @@ CLIP_DESCRIPTIONS: dict[str, str] = {
     "fingerprint": "Audio fingerprint (32 bits per 11.6 ms frame) that finds repeated audio "
     "(recaps, previews, songs).",
 }
-
-
-def series_of(episode: str) -> str:
-    """The series slug of an episode key (`<series>__<episode>`)."""
-    return episode.split("__", 1)[0] if "__" in episode else episode
 
 
 def resolve_character(utterances: pl.DataFrame) -> pl.DataFrame:

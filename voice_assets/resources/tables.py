@@ -17,7 +17,7 @@ import polars as pl
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 
-from voice_assets import parquet_store
+from voice_assets import object_store, parquet_store
 from voice_assets.assets.common import declared_descriptions, table_schema
 from voice_assets.diskspace import as_disk_full
 from voice_assets.review.corrections import check_database
@@ -131,13 +131,22 @@ class ParquetTablesIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.asset_key.path[-1]
         if not context.has_asset_partitions:
-            return parquet_store.read(Path(self.root), table)
-        keys = list(context.asset_partition_keys)
-        return parquet_store.read(Path(self.root), table, keys) if keys else pl.DataFrame()
+            frame = parquet_store.read(Path(self.root), table)
+        else:
+            keys = list(context.asset_partition_keys)
+            frame = parquet_store.read(Path(self.root), table, keys) if keys else pl.DataFrame()
+        fetched = object_store.ensure_local(
+            v for c in frame.columns if c.endswith("_path") for v in frame[c].to_list())
+        if fetched:
+            context.log.info(f"{table}: fetched {fetched} file(s) from the shared store")
+        return frame
 
 
 def tables_io_manager(database: Path) -> dg.IOManagerDefinition | dg.ConfigurableIOManager:
     """The IO manager for the tables location: a DuckDB file or a Parquet folder."""
+    if object_store.current() is not None and not parquet_store.is_parquet(database):
+        raise ValueError(f"{object_store.STORE_ENV} shares the store between machines, but "
+                         "one DuckDB file cannot be: set VOICE_ASSETS_TABLES=parquet too")
     if parquet_store.is_parquet(database):
         return ParquetTablesIOManager(root=str(database))
     return DuckDBTablesIOManager(database=str(database), schema="voice_assets")

@@ -28,7 +28,7 @@ import polars as pl
 import soundfile as sf
 
 from voice_assets.atomic import write_wav
-from voice_assets.episode_keys import EPISODE_COLUMN
+from voice_assets.episode_keys import EPISODE_COLUMN, series_of
 from voice_assets.errors import MediaError, VoiceAssetsError
 from voice_assets.progress import Progress
 
@@ -101,11 +101,6 @@ def label_config(kind: str) -> str:
             f"labeling config {path} is missing; set {ENV_CONFIGS} to the folder holding "
             f"{', '.join(k + '.xml' for k in KINDS)}"
         ) from exc
-
-
-def series_of(episode: str) -> str:
-    """Episode keys are ``<series>__<stem>``; names are shared per series."""
-    return episode.split("__", 1)[0]
 
 
 def region_id(start_s: float) -> str:

@@ -287,3 +287,25 @@ def test_ingest_metadata_is_rounded_and_stored_columns_are_described(tmp_path: P
     columns = audio.metadata["dagster/column_schema"].value.columns
     assert [(c.name, c.type, c.description) for c in columns] == [
         (n, str(t), EPISODE_AUDIO_DESCRIPTIONS[n]) for n, t in EPISODE_AUDIO_SCHEMA.items()]
+
+
+def test_one_setting_picks_every_model_stage_backend(tmp_path, monkeypatch) -> None:
+    from voice_assets.paths import Layout
+    from voice_assets.profiles import active_profile
+    from voice_assets.resources import default_resources
+
+    layout = Layout(tmp_path)
+    monkeypatch.delenv("VOICE_ASSETS_PROFILE", raising=False)
+    cpu = default_resources(layout)
+    assert (cpu["separator"].backend, cpu["diarizer"].backend, cpu["asr"].backend,
+            cpu["asr"].model, cpu["face_detector"].backend) == (
+        "spleeter", "embed-cluster", "faster-whisper", "tiny.en", "dlib")
+    monkeypatch.setenv("VOICE_ASSETS_PROFILE", "GPU ")
+    gpu = default_resources(layout)
+    assert (gpu["separator"].backend, gpu["separator"].demucs_model, gpu["diarizer"].backend,
+            gpu["asr"].backend, gpu["asr"].model, gpu["face_detector"].backend) == (
+        "demucs", "htdemucs", "pyannote", "whisperx", "large-v3", "insightface")
+    assert gpu["asr"].home == str(layout.home)  # the profile adds to, never drops, settings
+    monkeypatch.setenv("VOICE_ASSETS_PROFILE", "tpu")
+    with pytest.raises(ValueError, match=r"unknown profile 'tpu'.*VOICE_ASSETS_PROFILE.*cpu, gpu"):
+        active_profile()

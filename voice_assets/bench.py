@@ -93,21 +93,33 @@ def peak_rss() -> Iterator[_Peak]:
             out.peak_kb = _status_kb("VmHWM") or 0
         return
     out.method = "sampled"
+    peak = [0]
+    try:
+        with _sampled_max(_rss_kb) as peak:
+            yield out
+    finally:
+        out.peak_kb = peak[0]
+
+
+@contextmanager
+def _sampled_max(read: Callable[[], int]) -> Iterator[list[int]]:
+    """Read ``read()`` every 5 ms while the block runs; the list's one item is the maximum
+    seen (final once the block has left)."""
+    peak = [read()]
     stop = threading.Event()
-    peak = [_rss_kb()]
 
     def sample() -> None:
         while not stop.wait(0.005):
-            peak[0] = max(peak[0], _rss_kb())
+            peak[0] = max(peak[0], read())
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        yield out
+        yield peak
     finally:
         stop.set()
         thread.join()
-        out.peak_kb = max(peak[0], _rss_kb())
+        peak[0] = max(peak[0], read())
 
 
 @dataclass
@@ -139,21 +151,12 @@ def peak_gpu() -> Iterator[_GpuPeak]:
         return int(total - free)
 
     cuda.reset_peak_memory_stats()
-    stop = threading.Event()
-    peak = [used()]
-
-    def sample() -> None:
-        while not stop.wait(0.005):
-            peak[0] = max(peak[0], used())
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    peak = [0]
     try:
-        yield out
+        with _sampled_max(used) as peak:
+            yield out
     finally:
-        stop.set()
-        thread.join()
-        out.used_mb = max(peak[0], used()) / 2**20
+        out.used_mb = peak[0] / 2**20
         out.torch_mb = cuda.max_memory_allocated() / 2**20
 
 

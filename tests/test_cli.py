@@ -39,6 +39,26 @@ def test_models_list_and_verify_name_the_pull_command(home: Path) -> None:
     assert invoke("models", "verify").exit_code == 0  # every embedded model ships installed
 
 
+def test_models_pull_that_cannot_reach_its_source_says_so_and_writes_nothing(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testdata import free_port
+
+    from voice_assets import models as catalog
+
+    nowhere = f"url:http://127.0.0.1:{free_port()}/weights.th"  # a closed loopback port
+    for name in ("probe-a", "probe-b"):
+        monkeypatch.setitem(catalog.CATALOG, name, catalog.ModelSpec(
+            name=name, stage="test", description="unreachable", embedded=False,
+            locate=lambda layout, n=name: layout.models / n,
+            pull=f"voice-assets models pull {name}", source=nowhere))
+    result = invoke("models", "pull", "probe-a", "probe-b")
+    assert result.exit_code == 1, result.output
+    assert "probe-a: could not fetch" in result.output
+    assert "not pulled: probe-a, probe-b" in result.output and "internet access" in result.output
+    assert not (home / "models" / "probe-a").exists()  # atomic: no half model left behind
+    assert invoke("models", "pull").exit_code == 2  # nothing named: a usage error
+
+
 @pytest.mark.slow
 def test_run_materializes_the_demo_episode_headless_and_status_shows_it(
         home: Path, tmp_path: Path, demo_episode: SynthEpisode,

@@ -602,12 +602,23 @@ def models_pull(names: tuple[str, ...], profile: str | None) -> None:
     if not specs:
         raise click.UsageError("name the models to pull, or give --profile gpu")
     layout = _layout()
+    failed = []
     for spec in specs:
         if spec.embedded:
             click.echo(f"{spec.name}: ships inside a Python package; nothing to pull")
             continue
         click.echo(f"{spec.name}: fetching {spec.source} -> {spec.path(layout)}")
-        catalog.pull(spec, layout)
+        try:
+            catalog.pull(spec, layout)
+        except Exception as exc:  # network, HTTP and disk errors alike: say which, go on
+            failed.append(spec.name)
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            click.secho(f"{spec.name}: could not fetch ({reason}); nothing was written",
+                        fg="red", err=True)
+    if failed:
+        raise click.ClickException(
+            f"not pulled: {', '.join(failed)} (this command needs internet access: run it on "
+            "a connected machine and copy the models dir, or set VOICE_ASSETS_MODELS)")
 
 
 # --------------------------------------------------------------------------- tables

@@ -620,8 +620,9 @@ def diarize_pyannote(
             if cursor < seg.end:
                 pieces.append((cursor, seg.end, False))
         for s, e, ov in pieces:
+            s, e = max(0.0, float(s)), min(duration, float(e))  # its frames overrun the end
             if e > s:
-                turns.append(Turn(float(s), float(e), names[lab], ov, 1.0))
+                turns.append(Turn(s, e, names[lab], ov, 1.0))
     turns.sort(key=lambda t: (t.start, t.speaker))
     speakers: list[SpeakerProfile] = []
     emb = getattr(out, "speaker_embeddings", None)

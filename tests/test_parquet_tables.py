@@ -130,7 +130,8 @@ def test_the_tables_location_follows_the_setting(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(parquet_store.TABLES_ENV, str(tmp_path / "shared"))
     assert layout.database == tmp_path / "shared"
     monkeypatch.setenv(parquet_store.TABLES_ENV, "s3://bucket/tables")
-    with pytest.raises(ValueError, match="mount it as a shared folder"):
+    with pytest.raises(ValueError, match=r"set VOICE_ASSETS_TABLES=parquet and "
+                                         r"VOICE_ASSETS_STORE=s3://bucket/tables"):
         _ = layout.database
 
 

@@ -51,8 +51,9 @@ def tables_location(home: Path) -> Path:
     if value == "parquet":
         return home / "tables"
     if "://" in value:
-        raise ValueError(f"{TABLES_ENV}={value!r}: Parquet tables on an object store are not "
-                         "supported yet; mount it as a shared folder and name the folder")
+        raise ValueError(f"{TABLES_ENV}={value!r}: for tables on an object store set "
+                         f"{TABLES_ENV}=parquet and VOICE_ASSETS_STORE={value} (the store "
+                         "machines share, tables included)")
     return Path(value).expanduser().resolve()
 
 
@@ -157,7 +158,7 @@ def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _flush(con: duckdb.DuckDBPyConnection, root: Path, ledger: str, before: int) -> None:
     """The rows appended to ``ledger`` in this connection, as one new part file."""
-    if not _exists(con, ledger):
+    if not table_exists(con, ledger):
         return
     new = con.sql(f'SELECT * FROM "{SCHEMA}"."{ledger}" WHERE rowid >= {int(before)}').pl()
     if new.is_empty():
@@ -203,14 +204,17 @@ def copy_from_duckdb(database: Path, root: Path, partition_columns: dict[str, st
     return copied, [n for n in names if n not in copied]
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                        "table_schema = ? AND table_name = ?", [SCHEMA, table]).fetchall()
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``voice_assets.<table>`` exists in the connection's own database (a DuckDB
+    file, or the in-memory one over Parquet files)."""
+    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
+                        "current_database() AND table_schema = ? AND table_name = ?",
+                        [SCHEMA, table]).fetchall()
     return bool(found[0][0])
 
 
 def _ledger_ids(con: duckdb.DuckDBPyConnection, ledger: str) -> list[str]:
-    if not _exists(con, ledger):
+    if not table_exists(con, ledger):
         return []
     return [r[0] for r in con.execute(f'SELECT correction_id FROM "{SCHEMA}"."{ledger}"')
             .fetchall()]

@@ -28,7 +28,7 @@ import polars as pl
 from voice_assets import parquet_store
 from voice_assets.episode_keys import EPISODE_COLUMN, SERIES_COLUMN
 from voice_assets.errors import CorruptDatabaseError, VoiceAssetsError
-from voice_assets.parquet_store import is_parquet
+from voice_assets.parquet_store import SCHEMA, is_parquet, table_exists
 from voice_assets.review.tasks import (
     CLUSTER_NONE,
     CLUSTER_ONE,
@@ -40,7 +40,6 @@ from voice_assets.review.tasks import (
     series_of,
 )
 
-SCHEMA = "voice_assets"
 TABLE = "corrections"
 
 # The speaker-naming "scope" choice: a name for the whole series voice, or a split.
@@ -220,16 +219,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_schema(con)
     con.execute(_DDL.format(table=qualified(con, TABLE)))
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
-            "current_database() AND table_schema = ? AND table_name = ?",
-            [SCHEMA, table],
-        ).fetchall()[0][0]
-    )
 
 
 def load_table(database: str | Path, table: str, where: str = "",

@@ -641,7 +641,7 @@ def tables_migrate(target: Path | None) -> None:
     from voice_assets.definitions import defs
 
     layout = _layout()
-    source = layout.home / "tables.duckdb"
+    source = layout.home / parquet_store.DUCKDB_FILE
     root = target.resolve() if target else layout.database
     if not parquet_store.is_parquet(root):
         raise click.UsageError("set VOICE_ASSETS_TABLES=parquet (or a folder), or give --to")

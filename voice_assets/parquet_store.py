@@ -38,6 +38,9 @@ SCHEMA = "voice_assets"
 TABLES_ENV = "VOICE_ASSETS_TABLES"
 LEDGERS = ("corrections", "speaker_names")  # append-only, unique by correction_id
 ALL_ROWS = "all"  # the file of an unpartitioned table
+# The embedded store's one file. Not "voice_assets.duckdb": DuckDB names the catalog after
+# the file, which would clash with the schema "voice_assets".
+DUCKDB_FILE = "tables.duckdb"
 
 
 def tables_location(home: Path) -> Path:
@@ -45,9 +48,7 @@ def tables_location(home: Path) -> Path:
     ``VOICE_ASSETS_TABLES=parquet``, or the folder that variable names."""
     value = os.environ.get(TABLES_ENV, "").strip()
     if value in ("", "duckdb"):
-        # Not "voice_assets.duckdb": DuckDB names the catalog after the file, which would
-        # clash with the schema "voice_assets".
-        return home / "tables.duckdb"
+        return home / DUCKDB_FILE
     if value == "parquet":
         return home / "tables"
     if "://" in value:

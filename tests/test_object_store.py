@@ -6,6 +6,8 @@ the models."""
 from __future__ import annotations
 
 import hashlib
+import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +80,6 @@ def test_parquet_tables_written_elsewhere_are_read_here(s3, shared: Path) -> Non
     stored = fs.find(_key(s3, shared, root))
     assert len(stored) == 3, stored
 
-    import shutil
-
     shutil.rmtree(root)  # another machine: an empty home, the same store
     got = parquet_store.read(root, "clips")
     assert sorted(got["episode"]) == ["demo__ep1", "demo__ep2"]
@@ -89,7 +89,7 @@ def test_parquet_tables_written_elsewhere_are_read_here(s3, shared: Path) -> Non
     # A partition another machine rewrote replaces the stale local copy when read.
     path = parquet_store.partition_file(root, "clips", "demo__ep1")
     newer = pl.DataFrame({"episode": ["demo__ep1"] * 3, "n": [1, 2, 3]})
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     newer.write_parquet(buffer)
     fs.pipe(_key(s3, shared, path), buffer.getvalue())
     assert parquet_store.read(root, "clips", ["demo__ep1"]).height == 3
@@ -125,8 +125,6 @@ def test_an_empty_home_builds_the_series_outputs_from_the_store(s3, shared: Path
     """One machine runs an episode to its clips; a second one with an empty home and the
     same store builds the splits and the exports: it fetches the tables and every clip WAV
     it exports, and its exports land in the store too."""
-    import shutil
-
     import dagster as dg
     from test_exports import _to_inbox
 

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice_assets.paths import Layout
 from voice_assets.profiles import Profile
 from voice_assets.progress import Progress, silent
 
@@ -93,12 +94,9 @@ def peak_rss() -> Iterator[_Peak]:
             out.peak_kb = _status_kb("VmHWM") or 0
         return
     out.method = "sampled"
-    peak = [0]
-    try:
-        with _sampled_max(_rss_kb) as peak:
-            yield out
-    finally:
-        out.peak_kb = peak[0]
+    with _sampled_max(_rss_kb) as peak:
+        yield out
+    out.peak_kb = peak[0]
 
 
 @contextmanager
@@ -151,13 +149,10 @@ def peak_gpu() -> Iterator[_GpuPeak]:
         return int(total - free)
 
     cuda.reset_peak_memory_stats()
-    peak = [0]
-    try:
-        with _sampled_max(used) as peak:
-            yield out
-    finally:
-        out.used_mb = peak[0] / 2**20
-        out.torch_mb = cuda.max_memory_allocated() / 2**20
+    with _sampled_max(used) as peak:
+        yield out
+    out.used_mb = peak[0] / 2**20
+    out.torch_mb = cuda.max_memory_allocated() / 2**20
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -280,12 +275,12 @@ def run_benchmark(media_path: Path, subtitles: Path | None = None, *,
         return _run(media_path, subtitles, chosen, overrides, Path(tmp), progress)
 
 
-def _stage_resources(profile: Profile, overrides: dict[str, str | None]) -> dict[str, Any]:
+def _stage_resources(layout: Layout, profile: Profile, overrides: dict[str, str | None]
+                     ) -> dict[str, Any]:
     """The profile's model resources, with the bench's overrides applied."""
-    from voice_assets.paths import Layout
     from voice_assets.resources import model_resources
 
-    res = model_resources(Layout.from_env(), profile)
+    res = model_resources(layout, profile)
     if overrides.get("asr_model"):
         res["asr"] = res["asr"].model_copy(update={"model": overrides["asr_model"]})
     if overrides.get("separation"):
@@ -303,7 +298,6 @@ def _run(media_path: Path, subtitles: Path | None, profile: Profile,
     from voice_assets.media.probe import probe_media
     from voice_assets.media.subtitles import parse_subtitles
     from voice_assets.media.tables import subtitles_table
-    from voice_assets.paths import Layout
     from voice_assets.speech import alignment, asr, fusion, vad
     from voice_assets.speech import separation as sep
     from voice_assets.speech.audio_io import read_mono
@@ -322,7 +316,7 @@ def _run(media_path: Path, subtitles: Path | None, profile: Profile,
     duration = float(audio.duration_s)
 
     layout = Layout.from_env()
-    res = _stage_resources(profile, overrides)
+    res = _stage_resources(layout, profile, overrides)
 
     def separate() -> Any:
         separator = timer.load(lambda: res["separator"].separator(layout))

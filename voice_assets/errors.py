@@ -81,6 +81,11 @@ class CorruptTableFileError(VoiceAssetsError):
                          f"aside (`mv '{self.path}' '{self.path}.broken'`), then {fix}")
 
 
+class StoreError(VoiceAssetsError):
+    """The shared store (VOICE_ASSETS_STORE) cannot be reached or refuses a file; the message
+    names the file and the store."""
+
+
 class DiskFullError(VoiceAssetsError):
     """A write failed because the filesystem holding it is full."""
 

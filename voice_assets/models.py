@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voice_assets import object_store
 from voice_assets.errors import ModelMissingError
 from voice_assets.paths import Layout
 
@@ -59,9 +60,7 @@ class ModelSpec:
         except ModelMissingError:
             return False
         if not self.embedded and not p.exists():  # pulled once into a shared store
-            from voice_assets.object_store import ensure_tree
-
-            ensure_tree(p)
+            object_store.ensure_tree(p)
         if not p.exists():
             return False
         # A name may be a glob: demucs names weights `<signature>-<sha256 prefix>.th`.

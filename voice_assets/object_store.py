@@ -27,12 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voice_assets.errors import StoreError
+
 STORE_ENV = "VOICE_ASSETS_STORE"
-HOME_ENV = "VOICE_ASSETS_HOME"
-
-
-class StoreError(RuntimeError):
-    """The shared store cannot be reached or refuses a file: names the file and the store."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,10 @@ class ObjectStore:
             return None
         return f"{self.root}/{rel.as_posix()}" if str(rel) != "." else self.root
 
+    def local(self, key: str) -> Path:
+        """The local path of an object key (the inverse of ``key``)."""
+        return self.home / key[len(self.root) + 1:]
+
     def upload(self, path: Path, *, skip_unchanged: bool = False) -> None:
         """Put a committed file, or every file of a committed folder, at its key.
         ``skip_unchanged``: not when the stored copy has the same size and is not older (a
@@ -66,10 +67,11 @@ class ObjectStore:
             return
         try:
             if Path(path).is_dir():
-                files = [p for p in Path(path).rglob("*") if p.is_file()]
-                stale = set(self._remote_files(key)) - {self.key(p) for p in files}
-                for p in files:
-                    self.fs.put_file(str(p), self.key(p))
+                files = {f"{key}/{p.relative_to(path).as_posix()}": p
+                         for p in Path(path).rglob("*") if p.is_file()}
+                stale = set(self._remote_files(key)) - set(files)
+                for name, p in files.items():
+                    self.fs.put_file(str(p), name)
                 for old in stale:  # a replaced folder loses the files it no longer has
                     self.fs.rm_file(old)
             else:
@@ -83,13 +85,13 @@ class ObjectStore:
         """Bring the file at ``path`` from the store when it is missing locally (or, with
         ``refresh``, when the stored one differs in size or is newer). True if fetched."""
         key = self.key(path)
-        if key is None:
+        local = Path(path)
+        if key is None or (local.exists() and not refresh):  # no round trip to the store
             return False
         info = self._info(key)
         if info is None or info.get("type") == "directory":
             return False
-        local = Path(path)
-        if local.exists() and not (refresh and _differs(local, info)):
+        if local.exists() and not _differs(local, info):
             return False
         self._download(key, local)
         return True
@@ -101,7 +103,7 @@ class ObjectStore:
             return 0
         fetched = 0
         for name, info in self._remote_files(key).items():
-            local = self.home / Path(name[len(self.root) + 1:])
+            local = self.local(name)
             if not local.exists() or _differs(local, info):
                 self._download(name, local)
                 fetched += 1
@@ -118,8 +120,7 @@ class ObjectStore:
             names = self.fs.glob(f"{key}/{pattern}")
         except Exception as exc:  # botocore's errors are no OSErrors
             raise StoreError(f"could not list {key}/{pattern} in {self.url}: {exc}") from exc
-        return sum(self.fetch(self.home / name[len(self.root) + 1:], refresh=True)
-                   for name in names)
+        return sum(self.fetch(self.local(name), refresh=True) for name in names)
 
     def _remote_files(self, key: str) -> dict[str, dict[str, Any]]:
         self.fs.invalidate_cache(key)  # other machines write: never a cached listing

@@ -88,6 +88,11 @@ def files(root: Path, table: str, partitions: Sequence[str] | None = None) -> li
             store.fetch(path, refresh=True)
         return [p for p in wanted if p.exists()]
     object_store.ensure_tree(folder)
+    return _table_files(folder)
+
+
+def _table_files(folder: Path) -> list[Path]:
+    """The table files in ``folder`` as they are here, sorted; temp files are not."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
@@ -134,7 +139,7 @@ def connect(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         loaded: dict[str, int] = {}
         folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         for folder in folders:
-            found = files(root, folder.name)
+            found = _table_files(folder)  # the whole store was fetched above
             if not found:
                 continue
             scan = f"read_parquet({_sql_list(found)}, union_by_name = true)"

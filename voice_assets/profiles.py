@@ -26,27 +26,21 @@ class Profile:
     """Resource settings (by resource key) and the models they need."""
 
     name: str
-    description: str
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Catalog names `models pull --profile NAME` fetches (embedded ones ship in packages).
     models: tuple[str, ...] = ()
-    # How to build the Python environment the profile runs in.
-    environment: str = "scripts/setup.sh"
 
     def resource_settings(self, key: str) -> dict[str, Any]:
         return dict(self.settings.get(key, {}))
 
 
-CPU = Profile(
-    name="cpu",
-    description="embedded models from PyPI packages: Spleeter, Resemblyzer embed-cluster, "
-                "faster-whisper tiny.en/base (int8), dlib faces",
-)
+# Embedded models from PyPI packages: Spleeter, Resemblyzer embed-cluster, faster-whisper
+# tiny.en/base (int8), dlib faces: the resources' own defaults.
+CPU = Profile(name="cpu")
 
+# HTDemucs, pyannote community-1, Whisper large-v3 + WhisperX alignment, insightface buffalo_l.
 GPU = Profile(
     name="gpu",
-    description="HTDemucs, pyannote community-1, Whisper large-v3 + WhisperX alignment, "
-                "insightface buffalo_l",
     settings={
         "separator": {"backend": "demucs", "demucs_model": "htdemucs"},
         "diarizer": {"backend": "pyannote"},
@@ -55,7 +49,6 @@ GPU = Profile(
     },
     models=("htdemucs", "pyannote-diarization-community-1", "whisper-large-v3",
             "wav2vec2-base-960h", "nltk-punkt-tab", "insightface-buffalo_l"),
-    environment=GPU_ENVIRONMENT,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (CPU, GPU)}

@@ -16,7 +16,7 @@ from random_insightface import make_models
 
 from voice_assets.errors import ModelMissingError
 from voice_assets.faces.detect import DlibDetector, HaarDetector
-from voice_assets.faces.episode import EpisodeFaces, track_episode_faces
+from voice_assets.faces.episode import EpisodeFaces, SamplingConfig, track_episode_faces
 from voice_assets.faces.speaking import Turn, speaking_faces, voice_mask
 from voice_assets.faces.tracks import FaceTrack
 from voice_assets.media.encode import AudioTrack, VideoTrack, tone, write_media
@@ -119,6 +119,73 @@ def test_faces_cluster_into_characters_named_by_their_voices(demo_episode: Synth
     for c in clusters:
         truth = {names[t] for _, t in c.tracks}
         assert truth == {c.character} and c.share >= 0.9, (truth, c.character, c.votes)
+
+
+def test_unchanged_frames_and_faces_are_not_worked_twice(demo_episode: SynthEpisode,
+                                                         demo_faces) -> None:
+    """The demo holds its drawings (only mouths move): most detector passes and embeddings
+    are reused, and the tracks are the ones a pass on every sampled frame finds."""
+    result, _ = demo_faces
+    assert result.reused_passes > 2 * result.detector_passes, result
+    assert result.reused_embeddings > result.embeddings, result
+    _, turns = _truth(demo_episode)
+    every = track_episode_faces(Path(demo_episode.video), [(t.start, t.end) for t in turns],
+                                DlibDetector(), SamplingConfig(reuse_still_frames=False,
+                                                               reuse_embedding_correlation=2.0))
+    assert every.reused_passes == every.reused_embeddings == 0
+    assert every.detector_passes == result.detector_passes + result.reused_passes
+
+    def spans(r: EpisodeFaces) -> list[tuple[int, float, float]]:
+        return [(t.shot, t.start, t.end) for t in r.tracks]
+
+    assert spans(result) == spans(every)
+    # A reused embedding is the one its face would get: same character, same vector nearly.
+    pairs = [(m.embedding(), t.embedding()) for m, t in zip(result.tracks, every.tracks,
+                                                             strict=True)]
+    assert all((a is None) == (b is None) for a, b in pairs)
+    close = [float(a @ b) for a, b in pairs if a is not None and b is not None]
+    assert len(close) >= 15 and min(close) > 0.95, close
+
+
+def test_a_moving_camera_gets_a_detector_pass_on_every_sampled_frame(tmp_path: Path) -> None:
+    photo = skimage.data.astronaut()
+    frames = [np.ascontiguousarray(photo[40:296, 30 + 5 * i:286 + 5 * i]) for i in range(30)]
+    video = tmp_path / "pan.mp4"
+    write_media(video, [AudioTrack(tone(3.0, 48000), 48000, "aac")],
+                VideoTrack(3.0, fps=10, width=256, height=256, frames=frames))
+    result = track_episode_faces(video, [(0.0, 3.0)], DlibDetector(),
+                                 SamplingConfig(detect_fps=4.0, mouth_fps=4.0))
+    assert result.reused_passes == 0 and result.detector_passes >= 10, result
+    assert len(result.tracks) == 1 and result.embeddings == 1
+
+
+def test_a_face_seen_again_reuses_its_embedding_and_another_face_does_not() -> None:
+    from voice_assets.faces.repeats import ReusedEmbeddings, face_thumbnail
+    from voice_assets.synth.faces import face
+
+    detector = DlibDetector()
+    embed = ReusedEmbeddings(detector.embed)
+
+    def framed(key: str, shift: int = 0) -> np.ndarray:
+        canvas = np.full((400, 400, 3), 90, np.uint8)
+        canvas[80 + shift:320 + shift, 80 + shift:320 + shift] = face(key).image
+        return canvas
+
+    seen = {}
+    for key, shift in (("joe", 0), ("grace", 0), ("joe", 17), ("rex", 0), ("rex", 17)):
+        image = framed(key, shift)
+        [det] = detector.detect(image)
+        seen.setdefault(key, []).append((face_thumbnail(image, det), embed(image, det)))
+    # Joe and Rex seen again elsewhere in the frame: their first embeddings, not new ones.
+    assert (embed.computed, embed.reused) == (3, 2)
+    assert seen["joe"][1][1] is seen["joe"][0][1] and seen["rex"][1][1] is seen["rex"][0][1]
+    # Different characters' thumbnails are far below the 0.95 that reuses an embedding.
+    joe, grace, rex = (seen[k][0][0] for k in ("joe", "grace", "rex"))
+    assert max(float(joe @ grace), float(joe @ rex), float(grace @ rex)) < 0.8
+    # So is a photograph of a person against every drawn face.
+    photo = skimage.data.astronaut()
+    [real] = detector.detect(photo)
+    assert max(float(face_thumbnail(photo, real) @ t) for t in (joe, grace, rex)) < 0.8
 
 
 def test_dlib_finds_the_face_in_a_real_photo() -> None:

@@ -428,7 +428,8 @@ def _run(media_path: Path, subtitles: Path | None, profile: Profile,
 
     timer.run("faces", faces, lambda f: {
         "backend": res["face_detector"].backend, "tracks": len(f[0].tracks),
-        "detector_passes": f[0].detector_passes,
+        "detector_passes": f[0].detector_passes, "reused_passes": f[0].reused_passes,
+        "embeddings": f[0].embeddings, "reused_embeddings": f[0].reused_embeddings,
         "turns_with_face": sum(r.track_id is not None for r in f[1]),
         **({"skipped": f[0].skipped} if f[0].skipped else {})})
 

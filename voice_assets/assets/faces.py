@@ -47,9 +47,18 @@ class FaceTracksConfig(dg.Config):
                              description="Mouth readings per second around speech")
     max_width: int = Field(default=SamplingConfig.max_width,
                            description="Frames are scaled down to this width")
+    reuse_still_frames: bool = Field(
+        default=SamplingConfig.reuse_still_frames,
+        description="A frame unchanged since an earlier detector pass keeps its boxes")
+    reuse_embedding_correlation: float = Field(
+        default=SamplingConfig.reuse_embedding_correlation,
+        description="A face whose aligned thumbnail correlates this well with one already "
+                    "embedded reuses its embedding (above 1: never)")
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.detect_fps, self.other_fps, self.mouth_fps, self.max_width)
+        return SamplingConfig(self.detect_fps, self.other_fps, self.mouth_fps, self.max_width,
+                              reuse_still_frames=self.reuse_still_frames,
+                              reuse_embedding_correlation=self.reuse_embedding_correlation)
 
 
 def _save_crops(storage: StorageResource, episode: str, tracks: list) -> dict[int, list[str]]:
@@ -100,6 +109,9 @@ def face_tracks(context: dg.AssetExecutionContext, config: FaceTracksConfig,
         "shots": len(result.shot_starts),
         "frames_read": result.frames,
         "detector_passes": result.detector_passes,
+        "reused_passes": result.reused_passes,
+        "embeddings": result.embeddings,
+        "reused_embeddings": result.reused_embeddings,
         "seconds": result.seconds,
         "rtf": result.seconds / duration if duration else 0.0,
         "skipped": result.skipped or "",

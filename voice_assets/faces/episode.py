@@ -8,6 +8,10 @@ A shot's faces keep their size, so after a full-size pass finds them the next pa
 shot run on a frame shrunk until its smallest face is just above what the detector finds
 (``full_pass_every``-th pass at full size again, for faces that come in smaller); the
 landmarks are then read at full size. A close-up's passes cost a fraction of a wide shot's.
+Drawn episodes hold their drawings, so a pass on a frame that has not changed since an
+earlier pass (the shot held, or the same setup cut back to) keeps that pass's boxes with fresh
+landmarks, and a face that looks exactly like one already embedded reuses its embedding
+(``faces/repeats.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from voice_assets.faces.detect import Detection, FaceDetector
 from voice_assets.faces.frames import VideoInfo, read_frames, sample_times, video_info
+from voice_assets.faces.repeats import PassMemory, ReusedEmbeddings, frame_thumbnail
 from voice_assets.faces.tracks import FaceTrack, TrackConfig, Tracker
 from voice_assets.progress import Progress, silent
 
@@ -33,6 +38,8 @@ class SamplingConfig:
     max_width: int = 640
     full_pass_every: int = 4  # in a shot, every n-th detector pass at full size
     min_detect_scale: float = 0.25
+    reuse_still_frames: bool = True  # a pass on an unchanged frame keeps the earlier boxes
+    reuse_embedding_correlation: float = 0.95  # a face this alike reuses an embedding
 
 
 @dataclass
@@ -42,6 +49,9 @@ class EpisodeFaces:
     shot_starts: list[float] = field(default_factory=list)
     frames: int = 0
     detector_passes: int = 0
+    reused_passes: int = 0  # passes on unchanged frames that kept earlier boxes
+    embeddings: int = 0
+    reused_embeddings: int = 0
     detections: int = 0
     scale: float = 1.0  # frame pixels per source pixel
     seconds: float = 0.0
@@ -61,20 +71,30 @@ def track_episode_faces(path: Path, speech: Sequence[tuple[float, float]],
     detect_at = sample_times(info.duration_s, speech, sampling.detect_fps, sampling.other_fps)
     mouth_at = sample_times(info.duration_s, speech, min(sampling.mouth_fps, info.fps), 0.0)
     times = np.union1d(detect_at, mouth_at)
-    tracker = Tracker(tracking, embed=detector.embed, refine=detector.refine)
+    embed = ReusedEmbeddings(detector.embed, sampling.reuse_embedding_correlation)
+    tracker = Tracker(tracking, embed=embed, refine=detector.refine)
     result = EpisodeFaces(info)
     half_frame = 0.5 / info.fps
     next_detect = 0
     schedule = _PassScale(sampling, getattr(detector, "min_face_px", None))
+    memory = PassMemory()
     for frame in read_frames(path, times, sampling.max_width):
         if next_detect < detect_at.size and frame.t >= detect_at[next_detect] - half_frame:
             tracker.cut_check(frame.t, frame.image)
             scale = schedule.scale(tracker.shot)
-            dets = scaled_detect(detector, frame.image, scale)
-            schedule.seen(dets, full=scale >= 1.0)
+            thumb = frame_thumbnail(frame.image)
+            earlier = (memory.match(thumb, full=scale >= 1.0)
+                       if sampling.reuse_still_frames else None)
+            if earlier is not None:
+                dets = [_refreshed(detector, frame.image, d) for d in earlier]
+                result.reused_passes += 1
+            else:
+                dets = scaled_detect(detector, frame.image, scale)
+                schedule.seen(dets, full=scale >= 1.0)
+                memory.remember(thumb, dets, full=scale >= 1.0)
+                result.detector_passes += 1
             tracker.add(frame.t, frame.image, dets)
             result.detections += len(dets)
-            result.detector_passes += 1
             next_detect = int(np.searchsorted(detect_at, frame.t + half_frame))
         else:
             tracker.follow(frame.t, frame.image)
@@ -83,6 +103,7 @@ def track_episode_faces(path: Path, speech: Sequence[tuple[float, float]],
         if result.frames % 50 == 0:
             progress("faces", result.frames, int(times.size))
     result.tracks = tracker.finish()
+    result.embeddings, result.reused_embeddings = embed.computed, embed.reused
     result.shot_starts = tracker.shot_starts
     result.seconds = time.perf_counter() - started
     if result.frames and not result.tracks:
@@ -113,6 +134,12 @@ class _PassScale:
             self.smallest = min((d.size for d in detections), default=None)
             if self.smallest is None:
                 self.passes = 0
+
+
+def _refreshed(detector: FaceDetector, image: np.ndarray, det: Detection) -> Detection:
+    """A still frame's face: the last pass's box with landmarks read again (the mouth moves)."""
+    fresh = detector.refine(image, det.box)
+    return det if fresh is None else Detection(det.box, det.score, fresh.landmarks)
 
 
 def scaled_detect(detector: FaceDetector, image: np.ndarray, scale: float) -> list[Detection]:

@@ -22,8 +22,8 @@ test-gpu-profile:     ## the heavy backends (pyannote, whisperx, htdemucs, ...) 
 	VOICE_ASSETS_PROFILE=gpu $$v/bin/python -m pytest -m "gpu_profile or heavy_backend"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no GPU-profile tests collected: failing" >&2; exit 1; fi; exit $$rc
 
-lint:
-	@v=$(VENV); $$v/bin/ruff check . && $$v/bin/ruff format --check .
+lint:                 ## ruff's checks (the code is laid out by hand, not by ruff format)
+	@v=$(VENV); $$v/bin/ruff check .
 
 ui:                   ## the Dagster UI on http://127.0.0.1:3000
 	@v=$(VENV); $$v/bin/voice-assets ui

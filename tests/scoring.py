@@ -99,3 +99,20 @@ def attribution(rows: pl.DataFrame, truth: list) -> float:
         total += u.end - u.start
         covered += union_cover(u.start, u.end, by_char.get(u.character.casefold(), []))
     return covered / total if total else 0.0
+
+
+class Turn:
+    """One truth turn (start, end, character), as the synth's `Utterance` has them."""
+
+    def __init__(self, start: float, end: float, character: str) -> None:
+        self.start, self.end, self.character = start, end, character
+
+
+def rttm_turns(text: str) -> list[Turn]:
+    """The turns of an RTTM file (SPEAKER lines: start field 4, duration 5, speaker 8)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            out.append(Turn(float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    return out

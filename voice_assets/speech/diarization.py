@@ -14,7 +14,7 @@ across episodes with a dot product.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +27,8 @@ from voice_assets.errors import ModelMissingError
 from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
+from voice_assets.speech.overlap import OverlapDetector, overlap_regions
+from voice_assets.speech.overlap import seconds as overlap_seconds
 from voice_assets.speech.vad import SpeechRegions
 
 SAMPLE_RATE = 16000
@@ -655,13 +657,52 @@ class Diarizer(Protocol):
 
 @dataclass
 class EmbedClusterDiarizer:
+    """GE2E windows clustered; with ``overlap`` (an overlapped-speech model), the overlap
+    flags are that model's stretches instead of every speaker change without a pause."""
+
     encoder: SpeakerEncoder
     params: EmbedClusterParams = field(default_factory=EmbedClusterParams)
     backend: str = "embed-cluster"
+    overlap: OverlapDetector | None = None
+    overlap_threshold: float = 0.45
 
     def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
                 progress: Progress = silent) -> DiarizationResult:
-        return diarize_embed_cluster(samples16k, regions, self.encoder, self.params, progress)
+        result = diarize_embed_cluster(samples16k, regions, self.encoder, self.params, progress)
+        if self.overlap is None or not self.params.exclusive or not result.turns:
+            return result
+        centres, prob = self.overlap.probability(samples16k)
+        found = overlap_regions(centres, prob, self.overlap_threshold)
+        result.turns = flag_overlaps(result.turns, found)
+        result.notes.append(f"overlap: {len(found)} stretches, {overlap_seconds(found):.1f} s "
+                            f"({self.overlap.name})")
+        return result
+
+
+def flag_overlaps(turns: Sequence[Turn], regions: Sequence[tuple[float, float]]
+                  ) -> list[Turn]:
+    """Exclusive turns re-flagged: overlapped exactly where ``regions`` say (a turn is split at
+    their edges); same-speaker pieces that touch are joined first, so earlier flags go."""
+    joined: list[Turn] = []
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        last = joined[-1] if joined else None
+        if last is not None and last.speaker == t.speaker and t.start - last.end < 1e-6:
+            span = (last.end - last.start) + (t.end - t.start)
+            conf = ((last.end - last.start) * last.confidence
+                    + (t.end - t.start) * t.confidence) / max(span, 1e-9)
+            joined[-1] = Turn(last.start, max(last.end, t.end), t.speaker, False, conf)
+        else:
+            joined.append(Turn(t.start, t.end, t.speaker, False, t.confidence))
+    out: list[Turn] = []
+    for t in joined:
+        cuts = sorted({t.start, t.end, *(v for r in regions for v in r if t.start < v < t.end)})
+        for a, b in itertools.pairwise(cuts):
+            if b - a <= 1e-6:
+                continue
+            mid = (a + b) / 2
+            inside = any(s <= mid < e for s, e in regions)
+            out.append(Turn(round(a, 3), round(b, 3), t.speaker, inside, t.confidence))
+    return out
 
 
 @dataclass

@@ -25,6 +25,10 @@ UTTERANCE_WORD_DTYPE = pl.Struct([*WORD_DTYPE.fields, pl.Field("overlap_s", pl.F
 # of the word): less is turn-boundary jitter.
 OVERLAP_WORD_MIN_S = 0.08
 OVERLAP_WORD_MIN_SHARE = 0.3
+# A flagged stretch counts this much wider on each side when words are measured against it:
+# the overlap model's stretches start and end up to about 0.2 s inside the true overlap, and
+# a clip that keeps the edge of an overlap is not one voice.
+OVERLAP_GUARD_S = 0.15
 
 UTTERANCE_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Utf8(),
@@ -233,9 +237,10 @@ def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
     """Per word and per row: the seconds another voice is heard in (in place).
 
     Three kinds of evidence, each measured in seconds rather than flagged per turn: the
-    diarizer's overlapped stretches (of any voice), another voice's turns, and another
-    line's words at the same time (two subtitle lines said at once: diarization often hears
-    a short reply over a line as the same voice, but one person does not say two lines).
+    diarizer's overlapped stretches (of any voice, ``OVERLAP_GUARD_S`` wider), another
+    voice's turns, and another line's words at the same time (two subtitle lines said at
+    once: diarization often hears a short reply over a line as the same voice, but one person
+    does not say two lines).
     A row is ``overlap`` when one of its words is overlapped (see `word_is_overlapped`), or
     already was (a line sharing its time with a concurrent line).
     Rows without words are measured over their whole span.
@@ -246,8 +251,9 @@ def mark_overlaps(rows: list[dict[str, Any]], turns: Turns) -> None:
     owners: list[int] = []
     voices: list[str | None] = []
     for a, b, spk, f in zip(turns.start, turns.end, turns.speaker, turns.overlap, strict=True):
-        starts.append(float(a))
-        ends.append(float(b))
+        guard = OVERLAP_GUARD_S if f else 0.0
+        starts.append(float(a) - guard)
+        ends.append(float(b) + guard)
         owners.append(-1)
         voices.append(None if f else spk)  # a flagged stretch counts against every voice
     for i, r in enumerate(rows):

@@ -25,7 +25,12 @@ import numpy as np
 
 from voice_assets.faces.detect import Detection, FaceDetector
 from voice_assets.faces.frames import VideoInfo, read_frames, sample_times, video_info
-from voice_assets.faces.repeats import PassMemory, ReusedEmbeddings, frame_thumbnail
+from voice_assets.faces.repeats import (
+    REUSE_CORRELATION,
+    PassMemory,
+    ReusedEmbeddings,
+    frame_thumbnail,
+)
 from voice_assets.faces.tracks import FaceTrack, TrackConfig, Tracker
 from voice_assets.progress import Progress, silent
 
@@ -39,7 +44,7 @@ class SamplingConfig:
     full_pass_every: int = 4  # in a shot, every n-th detector pass at full size
     min_detect_scale: float = 0.25
     reuse_still_frames: bool = True  # a pass on an unchanged frame keeps the earlier boxes
-    reuse_embedding_correlation: float = 0.95  # a face this alike reuses an embedding
+    reuse_embedding_correlation: float = REUSE_CORRELATION  # a face this alike reuses one
 
 
 @dataclass

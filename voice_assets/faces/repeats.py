@@ -26,6 +26,7 @@ from voice_assets.faces.detect import Detection
 
 THUMB = 40  # side of the aligned face thumbnail
 FRAME_THUMB = (80, 60)  # the frame, shrunk, for the still-frame test
+REUSE_CORRELATION = 0.95  # thumbnails this alike share an embedding
 Embedder = Callable[[np.ndarray, Detection], "np.ndarray | None"]
 
 
@@ -72,7 +73,7 @@ def face_thumbnail(image: np.ndarray, det: Detection) -> np.ndarray:
 class ReusedEmbeddings:
     """An embedder that embeds each distinct look of a face once per episode (see module)."""
 
-    def __init__(self, embed: Embedder, min_correlation: float = 0.97) -> None:
+    def __init__(self, embed: Embedder, min_correlation: float = REUSE_CORRELATION) -> None:
         self._embed, self.min_correlation = embed, min_correlation
         self._thumbs: list[np.ndarray] = []
         self._embeddings: list[np.ndarray] = []

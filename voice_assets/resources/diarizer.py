@@ -14,7 +14,7 @@ from voice_assets.progress import Progress, silent
 from voice_assets.resources.separator import resolve_device
 from voice_assets.speech import diarization as dia
 from voice_assets.speech.embeddings import SpeakerEncoder
-from voice_assets.speech.overlap import SegmentationOverlap
+from voice_assets.speech.overlap import OVERLAP_THRESHOLD, SegmentationOverlap
 from voice_assets.speech.vad import SpeechRegions
 
 BACKENDS = ("embed-cluster", "pyannote")
@@ -59,7 +59,8 @@ class DiarizerResource(dg.ConfigurableResource):
         "are heard ('none': every speaker change without a pause is flagged instead)",
     )
     overlap_threshold: float = Field(
-        default=0.45, description="embed-cluster: overlap probability that flags a frame")
+        default=OVERLAP_THRESHOLD,
+        description="embed-cluster: overlap probability that flags a frame")
 
     def params(self) -> dia.EmbedClusterParams:
         return dia.EmbedClusterParams(

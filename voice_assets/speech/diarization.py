@@ -27,7 +27,7 @@ from voice_assets.errors import ModelMissingError
 from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
-from voice_assets.speech.overlap import OverlapDetector, overlap_regions
+from voice_assets.speech.overlap import OVERLAP_THRESHOLD, OverlapDetector, overlap_regions
 from voice_assets.speech.overlap import seconds as overlap_seconds
 from voice_assets.speech.vad import SpeechRegions
 
@@ -664,7 +664,7 @@ class EmbedClusterDiarizer:
     params: EmbedClusterParams = field(default_factory=EmbedClusterParams)
     backend: str = "embed-cluster"
     overlap: OverlapDetector | None = None
-    overlap_threshold: float = 0.45
+    overlap_threshold: float = OVERLAP_THRESHOLD
 
     def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
                 progress: Progress = silent) -> DiarizationResult:

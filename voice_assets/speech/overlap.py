@@ -31,6 +31,7 @@ CHUNK = 10 * SAMPLE_RATE  # the model's fixed input: 10 s
 FRAME_STEP = 270  # samples between output frames (SincNet stride 10, three max-pools of 3)
 FRAME_FIELD = 721  # samples one output frame sees
 PAIR_CLASSES = slice(4, 7)  # {1,2}, {1,3}, {2,3} after silence and the three single speakers
+OVERLAP_THRESHOLD = 0.45  # overlap probability that flags a frame (see the module docstring)
 
 
 class OverlapDetector(Protocol):
@@ -91,7 +92,8 @@ class SegmentationOverlap:
         return centres[keep], (total / np.maximum(count, 1))[keep]
 
 
-def overlap_regions(centres: np.ndarray, probability: np.ndarray, threshold: float = 0.45,
+def overlap_regions(centres: np.ndarray, probability: np.ndarray,
+                    threshold: float = OVERLAP_THRESHOLD,
                     min_s: float = 0.05, merge_gap_s: float = 0.1
                     ) -> list[tuple[float, float]]:
     """Stretches where the overlap probability reaches ``threshold``: gaps under

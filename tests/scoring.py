@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,11 +109,8 @@ class Turn:
         self.start, self.end, self.character = start, end, character
 
 
-def rttm_turns(text: str) -> list[Turn]:
-    """The turns of an RTTM file (SPEAKER lines: start field 4, duration 5, speaker 8)."""
-    out = []
-    for line in text.splitlines():
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            out.append(Turn(float(f[3]), float(f[3]) + float(f[4]), f[7]))
-    return out
+def rttm_turns(path: Path) -> list[Turn]:
+    """The turns of an RTTM file (`testdata.read_rttm`) as truth turns."""
+    from testdata import read_rttm
+
+    return [Turn(s, e, speaker) for s, e, speaker in read_rttm(path)]

@@ -139,7 +139,7 @@ def test_asr_hears_every_line_of_a_chunk(episodes):
 def real_call(tmp_path_factory):
     wav, rttm, _ = pyannote_sample()
     voices, sr = sf.read(wav, dtype="float32")
-    turns = rttm_turns(rttm.read_text())
+    turns = rttm_turns(rttm)
     truth = Truth(turns)
     speech = truth.mask([(t.start, t.end) for t in turns])
     at = np.minimum((np.arange(voices.size) / sr / 0.01).astype(int), speech.size - 1)

@@ -18,6 +18,7 @@ from testdata import (
     demo_path,
     log_messages,
     music,
+    one_voice,
     pyannote_sample,
     read_rttm,
     step_errors,
@@ -148,19 +149,7 @@ def test_demo_speakers_match_their_characters_across_episodes(request, encoder, 
 def test_one_speaker_is_one_speaker(sample, encoder) -> None:
     """Only speaker90's own (non-overlapped) turns, with pauses between them."""
     x, reference = sample
-    other = [(s, e) for s, e, spk in reference if spk != "speaker90"]
-    pieces = []
-    for s, e, spk in reference:
-        if spk != "speaker90":
-            continue
-        keep = np.ones(int((e - s) * SR), bool)
-        for os_, oe in other:
-            a, b = max(s, os_), min(e, oe)
-            if b > a:
-                keep[int((a - s) * SR) : int((b - s) * SR)] = False
-        seg = x[int(s * SR) : int(s * SR) + keep.size][keep[: x.size - int(s * SR)]]
-        pieces += [seg, np.zeros(int(0.6 * SR), np.float32)]
-    mono = np.concatenate(pieces)
+    mono = one_voice(x, reference, "speaker90")
     result = diarize(mono, encoder)
     assert result.n_speakers == 1
     assert len(result.speakers) == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scoring import Truth, rttm_turns
-from testdata import pyannote_sample
+from testdata import one_voice, pyannote_sample
 
 from voice_assets.errors import ModelMissingError
 from voice_assets.models import get
@@ -27,7 +27,7 @@ def call() -> tuple[np.ndarray, Truth, list]:
     wav, rttm, _ = pyannote_sample()
     x, sr = sf.read(str(wav), dtype="float32")
     assert sr == 16000
-    turns = rttm_turns(rttm.read_text())
+    turns = rttm_turns(rttm)
     return x, Truth(turns), turns
 
 
@@ -49,19 +49,7 @@ def test_the_model_finds_the_overlaps_of_a_real_call(call, detector) -> None:
 def test_one_voice_alone_is_not_overlap(call, detector) -> None:
     """speaker90's turns without the other voice, 0.6 s of silence between them."""
     x, _, turns = call
-    other = [(t.start, t.end) for t in turns if t.character != "speaker90"]
-    pieces = []
-    for t in turns:
-        if t.character != "speaker90":
-            continue
-        keep = np.ones(int((t.end - t.start) * 16000), bool)
-        for a, b in other:  # drop what the other voice overlaps
-            lo, hi = max(t.start, a), min(t.end, b)
-            if hi > lo:
-                keep[int((lo - t.start) * 16000):int((hi - t.start) * 16000)] = False
-        seg = x[int(t.start * 16000):int(t.start * 16000) + keep.size]
-        pieces += [seg[keep[:seg.size]], np.zeros(9600, np.float32)]
-    alone = np.concatenate(pieces)
+    alone = one_voice(x, [(t.start, t.end, t.character) for t in turns], "speaker90")
     found = overlap_regions(*detector.probability(alone))
     assert alone.size / 16000 > 8.0
     assert seconds(found) <= 0.3, found

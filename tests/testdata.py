@@ -92,6 +92,25 @@ def read_rttm(path: Path) -> list[tuple[float, float, str]]:
     return turns
 
 
+def one_voice(x: np.ndarray, reference: list[tuple[float, float, str]], speaker: str,
+              sample_rate: int = 16000, pause_s: float = 0.6) -> np.ndarray:
+    """``speaker``'s turns of ``x`` without what any other voice overlaps, joined with
+    ``pause_s`` of silence after each."""
+    others = [(s, e) for s, e, spk in reference if spk != speaker]
+    pieces = []
+    for s, e, spk in reference:
+        if spk != speaker:
+            continue
+        keep = np.ones(int((e - s) * sample_rate), bool)
+        for a, b in others:
+            lo, hi = max(s, a), min(e, b)
+            if hi > lo:
+                keep[int((lo - s) * sample_rate):int((hi - s) * sample_rate)] = False
+        seg = x[int(s * sample_rate):int(s * sample_rate) + keep.size]
+        pieces += [seg[keep[:seg.size]], np.zeros(int(pause_s * sample_rate), np.float32)]
+    return np.concatenate(pieces)
+
+
 # ------------------------------------------------------------------ synthetic material
 
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -111,8 +112,11 @@ def test_writers_in_separate_processes_lose_nothing(tmp_path: Path):
     root = tmp_path / "tables"
     jobs = [(str(root), 0, "demo__e1"), (str(root), 0, "demo__e2"), (str(root), 50, "demo__e1"),
             (str(root), 50, "demo__e2"), (str(root), 25, "demo__e1")]
-    with multiprocessing.get_context("spawn").Pool(5) as pool:
-        stored = pool.starmap(_record, jobs)
+    # An executor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool here
+    # instead of leaving the test waiting forever for its task.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=5, mp_context=spawn) as pool:
+        stored = list(pool.map(_record, *zip(*jobs, strict=True), timeout=300))
     assert sum(stored) >= 200
     df = load_corrections(root)
     assert df.height == 200 and df["correction_id"].n_unique() == 200

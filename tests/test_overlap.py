@@ -209,3 +209,33 @@ def test_a_reply_between_two_pieces_of_one_voice_stays_its_own_turn() -> None:
     # Without the reply in between, the two flagged pieces are one.
     alone = dia._merge_turns([r for r in raw if r[2] == 0], ["SPK_00"], params.merge_gap_s)
     assert (10.05, 10.8) in [(t.start, t.end) for t in alone]
+
+
+def _voices(centres: np.ndarray, spans: list[tuple[float, float, int]]) -> np.ndarray:
+    """Local activity: each span's voice heard (0.95), nobody elsewhere."""
+    act = np.zeros((centres.size, 3), np.float32)
+    for s, e, voice in spans:
+        act[(centres >= s) & (centres < e), voice] = 0.95
+    return act
+
+
+def test_another_voice_inside_a_turn_goes_to_its_speaker() -> None:
+    """A reply with no pause before it, which GE2E's windows put in the previous turn: the
+    local model hears voice 1 at 1.0-1.6 s inside A's turn, and voice 1 is B's voice."""
+    centres = LocalSpeakers(0.0, np.zeros((590, 3), np.float32)).centres
+    turns = [dia.Turn(0.5, 4.0, "A", False, 0.9), dia.Turn(4.0, 8.0, "B", False, 0.9)]
+    heard = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.6, 1), (1.6, 4.0, 0), (4.0, 8.0, 1)])
+    got, doubtful, moved = dia.relabel_other_voices(turns, [LocalSpeakers(0.0, heard)])
+    assert moved == 1 and doubtful == []
+    assert [t.speaker for t in got] == ["A", "B", "A", "B"]
+    assert np.allclose([t.start for t in got], [0.5, 1.0, 1.6, 4.0], atol=0.02)
+    # A voice heard in no other turn of the chunk belongs to nobody yet: doubtful, unchanged.
+    stranger = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.6, 2), (1.6, 4.0, 0), (4.0, 8.0, 1)])
+    got, doubtful, moved = dia.relabel_other_voices(turns, [LocalSpeakers(0.0, stranger)])
+    assert moved == 0 and got == turns and len(doubtful) == 1
+    assert abs(doubtful[0][0] - 1.0) < 0.02 and abs(doubtful[0][1] - 1.6) < 0.02
+    # Too short to be sure (0.2 s), or one voice throughout (similar voices): nothing moves.
+    short = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.2, 1), (1.2, 4.0, 0), (4.0, 8.0, 1)])
+    one = _voices(centres, [(0.5, 8.0, 0)])
+    for act in (short, one):
+        assert dia.relabel_other_voices(turns, [LocalSpeakers(0.0, act)]) == (turns, [], 0)

@@ -225,17 +225,38 @@ def test_another_voice_inside_a_turn_goes_to_its_speaker() -> None:
     centres = LocalSpeakers(0.0, np.zeros((590, 3), np.float32)).centres
     turns = [dia.Turn(0.5, 4.0, "A", False, 0.9), dia.Turn(4.0, 8.0, "B", False, 0.9)]
     heard = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.6, 1), (1.6, 4.0, 0), (4.0, 8.0, 1)])
-    got, doubtful, moved = dia.relabel_other_voices(turns, [LocalSpeakers(0.0, heard)])
-    assert moved == 1 and doubtful == []
+    (reply,) = dia.find_other_voices(turns, [LocalSpeakers(0.0, heard)])
+    assert reply.speaker == "A" and reply.owner == "B"
+    assert abs(reply.start - 1.0) < 0.02 and abs(reply.end - 1.6) < 0.02
+    got = dia.give_other_voices(turns, [reply])
     assert [t.speaker for t in got] == ["A", "B", "A", "B"]
-    assert np.allclose([t.start for t in got], [0.5, 1.0, 1.6, 4.0], atol=0.02)
-    # A voice heard in no other turn of the chunk belongs to nobody yet: doubtful, unchanged.
+    assert np.allclose([t.start for t in got], [0.5, reply.start, reply.end, 4.0])
+    # A voice heard in no other turn of the chunk belongs to nobody: no owner, turns unchanged.
     stranger = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.6, 2), (1.6, 4.0, 0), (4.0, 8.0, 1)])
-    got, doubtful, moved = dia.relabel_other_voices(turns, [LocalSpeakers(0.0, stranger)])
-    assert moved == 0 and got == turns and len(doubtful) == 1
-    assert abs(doubtful[0][0] - 1.0) < 0.02 and abs(doubtful[0][1] - 1.6) < 0.02
-    # Too short to be sure (0.2 s), or one voice throughout (similar voices): nothing moves.
+    (unknown,) = dia.find_other_voices(turns, [LocalSpeakers(0.0, stranger)])
+    assert unknown.owner is None and dia.give_other_voices(turns, [unknown]) == turns
+    # Too short to be sure (0.2 s), or one voice throughout (similar voices): nothing found.
     short = _voices(centres, [(0.5, 1.0, 0), (1.0, 1.2, 1), (1.2, 4.0, 0), (4.0, 8.0, 1)])
     one = _voices(centres, [(0.5, 8.0, 0)])
     for act in (short, one):
-        assert dia.relabel_other_voices(turns, [LocalSpeakers(0.0, act)]) == (turns, [], 0)
+        assert dia.find_other_voices(turns, [LocalSpeakers(0.0, act)]) == []
+
+
+def test_ge2e_vetoes_only_a_clear_contradiction() -> None:
+    a, b, c = np.eye(3, dtype=np.float32)
+    centroids = {"A": a, "B": b, "C": c}
+    reply = dia.OtherVoice(1.0, 1.6, "A", "B")
+
+    def unit(v: list[float]) -> np.ndarray:
+        x = np.asarray(v, np.float32)
+        return x / np.linalg.norm(x)
+
+    # Weak evidence either way (the call's "Hello.": 0.80 own voice, 0.76 owner): given.
+    assert dia.voice_agrees(unit([0.80, 0.76, 0.0]), reply, centroids)
+    # Clearly the turn's own voice (0.88 against 0.52): not given.
+    assert not dia.voice_agrees(unit([0.88, 0.52, 0.0]), reply, centroids)
+    # Without an owner, any other speaker as close as the turn's own makes it doubtful.
+    nobody = dia.OtherVoice(1.0, 1.6, "A", None)
+    assert dia.voice_agrees(unit([0.7, 0.1, 0.72]), nobody, centroids)
+    assert not dia.voice_agrees(unit([0.9, 0.3, 0.3]), nobody, centroids)
+    assert not dia.voice_agrees(np.zeros(3, np.float32), reply, centroids)  # silence

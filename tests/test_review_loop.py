@@ -14,6 +14,7 @@ import socket
 import stat
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,12 +215,14 @@ def diarization(context: dg.AssetExecutionContext, config: DiarizationConfig) ->
 def speaker_embeddings(
     context: dg.AssetExecutionContext, diarization: pl.DataFrame
 ) -> pl.DataFrame:
-    """The same voice gets nearly the same centroid in every episode."""
-    rng = np.random.default_rng(abs(hash(context.partition_key)) % 2**32)
+    """The same voice gets nearly the same centroid in every episode (cosine about 0.97: the
+    noise is seeded by the episode, not by Python's per-process string hash, and small enough
+    that a voice always links to itself across episodes, at 0.80)."""
+    rng = np.random.default_rng(zlib.crc32(context.partition_key.encode()))
     rows = []
-    for speaker, turns in diarization.group_by("speaker"):
+    for speaker, turns in diarization.sort("speaker").group_by("speaker", maintain_order=True):
         voice = _voice_at(turns["start"][0], turns["end"][0])
-        vec = VOICE_VECTORS[voice] + 0.05 * rng.normal(size=64).astype(np.float32)
+        vec = VOICE_VECTORS[voice] + 0.02 * rng.normal(size=64).astype(np.float32)
         rows.append(
             {
                 "episode": context.partition_key,

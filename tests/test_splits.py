@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import polars as pl
 import pytest
@@ -12,7 +14,7 @@ from voice_assets.dataset.splits import SPLITS, SplitConfig, assign_splits, grou
 def make_clips(episode: str, n_scenes: int, characters: list[str], per_scene: int = 3,
                seed: int = 0, series: str = "demo") -> pl.DataFrame:
     """Kept clips of one episode: each scene has `per_scene` lines cycling through characters."""
-    rng = np.random.default_rng(abs(hash((episode, seed))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{episode}/{seed}".encode()))
     rows = []
     for s in range(n_scenes):
         for k in range(per_scene):

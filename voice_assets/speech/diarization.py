@@ -739,8 +739,8 @@ def refine_changes(turns: Sequence[Turn], chunks: Sequence[LocalSpeakers],
     """
     out = [[t.start, t.end, t] for t in _joined(turns)]
     moved = 0
-    for a, b in itertools.pairwise(out):
-        if a[2].speaker == b[2].speaker or b[0] - a[1] > 0.02 or not chunks:
+    for a, b in itertools.pairwise(out if chunks else []):
+        if a[2].speaker == b[2].speaker or b[0] - a[1] > 0.02:
             continue
         change = a[1]
         centres, act = _nearest_chunk(chunks, change)
@@ -801,8 +801,8 @@ def find_other_voices(turns: Sequence[Turn], chunks: Sequence[LocalSpeakers],
     """
     out = _joined(turns)
     found: list[OtherVoice] = []
-    for i, t in enumerate(out):
-        if t.end - t.start < 2 * min_s or not chunks:
+    for i, t in enumerate(out if chunks else []):
+        if t.end - t.start < 2 * min_s:
             continue
         centres, act = _nearest_chunk(chunks, (t.start + t.end) / 2)
         inside = (centres >= t.start) & (centres < t.end)
@@ -810,15 +810,13 @@ def find_other_voices(turns: Sequence[Turn], chunks: Sequence[LocalSpeakers],
             continue
         own = int(act[inside].sum(0).argmax())
         other = inside & (act.max(1) >= 0.5) & (act.argmax(1) != own) & (act[:, own] < 0.5)
-        heard: dict[str, np.ndarray] = {}  # speaker -> local voices heard in their other turns
-        for u in out[:i] + out[i + 1:]:
-            frames = (centres >= u.start) & (centres < u.end)
-            if frames.any():
-                heard[u.speaker] = heard.get(u.speaker, np.zeros(3)) + act[frames].sum(0)
+        heard: dict[str, np.ndarray] | None = None  # worked out for turns with a stretch only
         for a, b, flag in _runs(other.astype(np.int64)):
             s, e = float(centres[a] - FRAME_S / 2), float(centres[b - 1] + FRAME_S / 2)
             if not flag or e - s < min_s:
                 continue
+            if heard is None:
+                heard = _voices_heard(out[:i] + out[i + 1:], centres, act)
             voice = int(np.bincount(act[a:b].argmax(1), minlength=3).argmax())
             owner = max(heard, key=lambda spk: heard[spk][voice], default=None)
             if (owner is None or owner == t.speaker or heard[owner].argmax() != voice
@@ -828,6 +826,20 @@ def find_other_voices(turns: Sequence[Turn], chunks: Sequence[LocalSpeakers],
             e = t.end if t.end - e < 0.1 else e
             found.append(OtherVoice(round(s, 3), round(e, 3), t.speaker, owner))
     return found
+
+
+def _voices_heard(turns: Sequence[Turn], centres: np.ndarray, act: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Speaker -> how much each local voice of the chunk is heard in that speaker's turns."""
+    heard: dict[str, np.ndarray] = {}
+    first, last = centres[0], centres[-1]
+    for u in turns:
+        if u.end <= first or u.start > last:
+            continue
+        frames = (centres >= u.start) & (centres < u.end)
+        if frames.any():
+            heard[u.speaker] = heard.get(u.speaker, np.zeros(3)) + act[frames].sum(0)
+    return heard
 
 
 def voice_agrees(embedding: np.ndarray, voice: OtherVoice, centroids: Mapping[str, np.ndarray],

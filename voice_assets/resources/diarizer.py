@@ -32,8 +32,9 @@ class DiarizerResource(dg.ConfigurableResource):
     ``min_speakers``/``max_speakers`` bound it. ``exclusive`` (default) keeps one speaker at a
     time and flags overlapped stretches; off, the second voice gets its own overlapped rows.
     With embed-cluster, ``overlap_model`` (pyannote's segmentation-3.0, embedded:
-    `voice_assets/speech/overlap.py`) gives the overlapped stretches and moves speaker changes
-    to where it hears the voice change, up to ``change_window_s`` away.
+    `voice_assets/speech/overlap.py`) gives the overlapped stretches, moves speaker changes
+    to where it hears the voice change (up to ``change_window_s`` away), and gives another
+    voice it hears inside a turn to that voice's speaker.
     """
 
     backend: str = Field(default="embed-cluster", description="embed-cluster | pyannote")

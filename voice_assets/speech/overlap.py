@@ -33,10 +33,11 @@ SAMPLE_RATE = 16000
 CHUNK = 10 * SAMPLE_RATE  # the model's fixed input: 10 s
 FRAME_STEP = 270  # samples between output frames (SincNet stride 10, three max-pools of 3)
 FRAME_FIELD = 721  # samples one output frame sees
-PAIR_CLASSES = slice(4, 7)  # {1,2}, {1,3}, {2,3} after silence and the three single speakers
-# Powerset class -> which of the three local speakers it holds.
+# Powerset class -> which of the three local speakers it holds: silence, each speaker alone,
+# each pair.
 CLASS_SPEAKERS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1],
                            [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.float32)
+PAIR_CLASSES = CLASS_SPEAKERS.sum(axis=1) == 2  # two voices at once
 OVERLAP_THRESHOLD = 0.45  # overlap probability that flags a frame (see the module docstring)
 
 
@@ -50,8 +51,12 @@ class LocalSpeakers:
 
     @property
     def centres(self) -> np.ndarray:
-        return self.start_s + (np.arange(self.activity.shape[0]) * FRAME_STEP
-                               + FRAME_FIELD / 2) / SAMPLE_RATE
+        return self.start_s + frame_centres(self.activity.shape[0])
+
+
+def frame_centres(frames: int) -> np.ndarray:
+    """Centres (s) of the model's first ``frames`` output frames, from the input's start."""
+    return (np.arange(frames) * FRAME_STEP + FRAME_FIELD / 2) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class SegmentationOverlap:
             m = min(pair.size, frames - first)
             total[first:first + m] += pair[:m]
             count[first:first + m] += 1
-        centres = (np.arange(frames) * FRAME_STEP + FRAME_FIELD / 2) / SAMPLE_RATE
+        centres = frame_centres(frames)
         keep = centres <= n / SAMPLE_RATE
         return Segmentation(centres[keep], (total / np.maximum(count, 1))[keep], chunks)
 

@@ -114,3 +114,18 @@ def rttm_turns(path: Path) -> list[Turn]:
     from testdata import read_rttm
 
     return [Turn(s, e, speaker) for s, e, speaker in read_rttm(path)]
+
+
+def der(reference: Iterable[tuple[float, float, str]], turns: Iterable[Any],
+        collar: float = 0.25) -> float:
+    """Diarization error rate (pyannote.metrics, ``collar`` s) of turns with start, end and
+    speaker against (start, end, speaker) truth."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    ref, hyp = Annotation(), Annotation()
+    for i, (s, e, spk) in enumerate(reference):
+        ref[Segment(s, e), i] = spk
+    for i, t in enumerate(turns):
+        hyp[Segment(t.start, t.end), i] = t.speaker
+    return float(DiarizationErrorRate(collar=collar)(ref, hyp))

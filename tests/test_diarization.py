@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import soundfile as sf
 from pyannote.core import Annotation, Segment
-from pyannote.metrics.diarization import DiarizationErrorRate
+from scoring import der
 from testdata import (
     EpisodeHome,
     check_results,
@@ -48,15 +48,6 @@ def sample() -> tuple[np.ndarray, list[tuple[float, float, str]]]:
     x, sr = sf.read(str(wav), dtype="float32")
     assert sr == SR
     return x, read_rttm(rttm)
-
-
-def der(reference: list[tuple[float, float, str]], turns: list[dia.Turn]) -> float:
-    ref, hyp = Annotation(), Annotation()
-    for i, (s, e, spk) in enumerate(reference):
-        ref[Segment(s, e), i] = spk
-    for i, t in enumerate(turns):
-        hyp[Segment(t.start, t.end), i] = t.speaker
-    return float(DiarizationErrorRate(collar=0.25)(ref, hyp))
 
 
 def diarize(x: np.ndarray, encoder: SpeakerEncoder, **params) -> dia.DiarizationResult:
